@@ -1,0 +1,23 @@
+"""The ``hnf`` command line: thin wrappers that parse, call the library and print.
+
+Each command group lives in its own module and is mounted here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from hnf.cli.data_commands import data_app
+
+app = typer.Typer(
+    name="hnf",
+    help="Classify electron micrographs by the nanomaterial they show.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data", help="Read, inspect and synthesise micrograph datasets.")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
