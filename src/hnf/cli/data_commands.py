@@ -5,3 +5,7 @@ from __future__ import annotations
 import typer
 
 data_app = typer.Typer(no_args_is_help=True)
+
+from hnf.cli.inspect_command import inspect  # noqa: E402
+
+data_app.command("inspect", help="Report on a dataset: classes, sizes, bands, duplicates, bad files.")(inspect)

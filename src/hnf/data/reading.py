@@ -1,0 +1,122 @@
+"""Decode one micrograph file into a grey image with values in [0, 1].
+
+Every PIL mode is accepted. 8-bit data (L, RGB, P, CMYK, ...) is converted to luminance and divided
+by 255. Integer and float data of higher depth (I;16 variants, I, F) is scaled robustly:
+``x' = clip((x - q_0.5) / (q_99.5 - q_0.5), 0, 1)`` with the 0.5th and 99.5th percentiles, so a few
+hot pixels do not flatten the image. Multi-page TIFFs give their first page; EXIF orientation is
+applied. Anything else ends in :class:`~hnf.errors.ImageReadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from hnf.data.band import Band, crop_above_band, detect_band
+from hnf.errors import ImageReadError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 100_000_000
+"""Largest pixel count decoded (about 10,000 x 10,000); larger images are refused as possible
+decompression bombs."""
+LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
+_EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+
+
+def is_image_path(path: Path) -> bool:
+    """True when the file name has one of the supported image extensions."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def percentile_scale(values: np.ndarray) -> np.ndarray:
+    """Scale an array to [0, 1] between its 0.5th and 99.5th percentiles (NaN/inf become 0)."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def pil_to_grey(image: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to a float32 HxW array in [0, 1]."""
+    if image.mode in _EIGHT_BIT_MODES:
+        if image.mode in {"P", "PA"}:
+            image = image.convert("RGBA")
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    if image.mode.startswith("I") or image.mode == "F":
+        return percentile_scale(np.asarray(image))
+    raise ValueError(f"unsupported PIL mode {image.mode!r}")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ImageReadError(path, "no such file")
+    if not path.is_file():
+        raise ImageReadError(path, "not a file")
+    if not is_image_path(path):
+        raise ImageReadError(
+            path,
+            f"not an image file (extension {path.suffix or 'none'!r}; "
+            f"expected one of {', '.join(IMAGE_EXTENSIONS)})",
+        )
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open, decode and orient the first frame of an image file; errors name the file."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageReadError(
+                    path, f"{width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} pixels"
+                )
+            image.seek(0)
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(path, f"refused as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as err:
+        raise ImageReadError(path, f"cannot decode image ({err})") from None
+
+
+def read_grey(path: str | Path) -> tuple[np.ndarray, str]:
+    """Read a micrograph file as a float32 HxW grey array in [0, 1]; also return its PIL mode."""
+    image = open_image(path)
+    try:
+        return pil_to_grey(image), image.mode
+    except ValueError as err:
+        raise ImageReadError(path, str(err)) from None
+
+
+@dataclass(frozen=True)
+class Micrograph:
+    """A decoded micrograph: ``grey`` (float32, rows above the band when one was cut), the size
+    and PIL mode of the file, and the band found (None when none was found or looked for)."""
+
+    grey: np.ndarray
+    width: int
+    height: int
+    mode: str
+    band: Band | None
+
+
+def read_micrograph(path: str | Path, crop_band: bool = True) -> Micrograph:
+    """Read a file, find its information band and (when ``crop_band``) keep the rows above it."""
+    grey, mode = read_grey(path)
+    height, width = grey.shape
+    band = detect_band(grey) if crop_band else None
+    return Micrograph(crop_above_band(grey, band), width, height, mode, band)

@@ -1,0 +1,78 @@
+"""A PyTorch dataset of micrographs: decode, cut the band, resize once, cache, transform."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from hnf.data.band import Band
+from hnf.data.dataset import Sample
+from hnf.data.reading import read_micrograph
+from hnf.data.transforms import RESIZE
+
+
+def resize_short_side(grey: np.ndarray, size: int) -> torch.Tensor:
+    """Float HxW in [0, 1] to a ``1xH'xW'`` uint8 tensor whose short side is ``size`` (antialiased)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))[None, None]
+    height, width = grey.shape
+    scale = size / min(height, width)
+    new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
+    if new_size != (height, width):
+        tensor = F.interpolate(tensor, size=new_size, mode="bilinear", antialias=True, align_corners=False)
+    return (tensor[0].clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class MicrographDataset(Dataset):
+    """Samples as ``(image, class_index)`` pairs.
+
+    Each image is decoded, its information band cut away (``crop_band``), resized so its short
+    side is ``resize`` and kept as uint8; with ``cache=True`` that tensor is kept in memory so
+    later epochs skip decoding (about ``resize**2 * aspect`` bytes per image, 64 KiB at 256x256).
+    ``bands`` records, per index, the band found on first decode.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        classes: Sequence[str],
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        crop_band: bool = True,
+        resize: int = RESIZE,
+        cache: bool = False,
+    ) -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.class_to_index = {name: index for index, name in enumerate(self.classes)}
+        unknown = sorted({s.label for s in self.samples} - set(self.class_to_index))
+        if unknown:
+            raise ValueError(f"labels not among the classes {self.classes}: {', '.join(unknown)}")
+        self.transform = transform
+        self.crop_band = crop_band
+        self.resize = resize
+        self.cache = cache
+        self._cached: dict[int, torch.Tensor] = {}
+        self.bands: dict[int, Band | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> torch.Tensor:
+        """The decoded, band-cut, resized uint8 image (from the cache when enabled)."""
+        if index in self._cached:
+            return self._cached[index]
+        micrograph = read_micrograph(self.samples[index].path, crop_band=self.crop_band)
+        self.bands[index] = micrograph.band
+        image = resize_short_side(micrograph.grey, self.resize)
+        if self.cache:
+            self._cached[index] = image
+        return image
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.class_to_index[self.samples[index].label]
