@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from hnf.cli.data_commands import data_app
+from hnf.cli.model_commands import model_app
 
 app = typer.Typer(
     name="hnf",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data", help="Read, inspect and synthesise micrograph datasets.")
+app.add_typer(model_app, name="model", help="Inspect the models: parameters, FLOPs, speed.")
 
 
 def main() -> None:

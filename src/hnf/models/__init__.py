@@ -1,0 +1,24 @@
+"""HNF vision backbone: multi-scale patch sequences and vision graphs (DESIGN.md 2.1).
+
+One module per part: :mod:`~hnf.models.patch_embed`, :mod:`~hnf.models.graph` (k-NN graph,
+Chebyshev convolution), :mod:`~hnf.models.ode` (bidirectional neural ODE),
+:mod:`~hnf.models.gate` (mixture-of-experts gate), :mod:`~hnf.models.layer` (HNF layer),
+:mod:`~hnf.models.hnf` (backbone, read-out, registered configs), :mod:`~hnf.models.registry`.
+"""
+
+from hnf.models.config import ConfigError, HNFConfig
+from hnf.models.hnf import HNF, HNFFeatures
+from hnf.models.patch_embed import ImageSizeError
+from hnf.models.registry import create_model, get_config, list_models, register_model
+
+__all__ = [
+    "HNF",
+    "ConfigError",
+    "HNFConfig",
+    "HNFFeatures",
+    "ImageSizeError",
+    "create_model",
+    "get_config",
+    "list_models",
+    "register_model",
+]

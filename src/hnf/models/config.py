@@ -1,0 +1,105 @@
+"""Model configurations: one frozen dataclass holds every choice of the HNF backbone.
+
+Named configurations (``hnf_small``, ``hnf_base``) are registered in :mod:`hnf.models.hnf`;
+``hnf.create_model(name, **overrides)`` replaces fields of the named configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from hnf.errors import HnfError
+
+ODE_METHODS = ("rk4", "euler", "midpoint")
+
+
+class ConfigError(HnfError):
+    """A model configuration is inconsistent (unknown field, impossible switch combination)."""
+
+
+@dataclass(frozen=True)
+class HNFConfig:
+    """Every choice of the HNF backbone (DESIGN.md 2.1), ablation switches included.
+
+    Shape:
+        in_chans, num_classes, img_size: input channels (1 = grey micrographs), classes, and the
+            image size the positional embeddings are made for (other sizes interpolate them).
+        scales: patch sizes, one HNF layer per scale, fine to coarse (16, 28, 32 -> 14x14, 8x8,
+            7x7 token grids at 224). A single scale such as ``(16,)`` is the one-scale ablation.
+        embed_dim: width d of every layer (one width for all scales, so the cross-scale map is
+            d -> d).
+        depth: transformer blocks of the sequence expert in each HNF layer.
+        num_heads, mlp_ratio: of the transformer blocks.
+    Sequence expert (self-attention, then a bidirectional neural ODE):
+        use_sequence: False drops the sequence expert (and the interaction expert).
+        use_ode: False drops the ODE refinement of the sequence expert.
+        ode_method, ode_steps, ode_time: fixed-step solver, steps per flow and horizon T.
+        ode_hidden_ratio: hidden width of the vector fields as a multiple of d.
+        ode_adjoint: back-propagate through ``odeint_adjoint`` (memory O(1) in steps, slower).
+    Graph expert (k-NN vision graph, Chebyshev convolution):
+        use_graph: False drops the graph expert (and the interaction expert).
+        knn: neighbours per node before symmetrisation, clipped to N - 1 on small grids.
+        cheb_k: Chebyshev terms T_0..T_{K-1} (PyG's ``K``); graph_layers: residual ChebConv layers.
+    Fusion:
+        use_gate: False replaces the learned gate by the uniform average of the experts.
+        cross_scale: False drops the exchange from the previous scale's tokens.
+        readout_heads: heads of the attention-pooling read-out.
+    Regularisation: drop_path (stochastic depth in the transformer blocks), drop_rate (before the
+        classifier).
+    """
+
+    in_chans: int = 1
+    num_classes: int = 10
+    img_size: int = 224
+    scales: tuple[int, ...] = (16, 28, 32)
+    embed_dim: int = 192
+    depth: int = 1
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    use_sequence: bool = True
+    use_ode: bool = True
+    ode_method: str = "rk4"
+    ode_steps: int = 1
+    ode_time: float = 1.0
+    ode_hidden_ratio: float = 1.0
+    ode_adjoint: bool = False
+    use_graph: bool = True
+    knn: int = 9
+    cheb_k: int = 3
+    graph_layers: int = 2
+    use_gate: bool = True
+    cross_scale: bool = True
+    readout_heads: int = 4
+    drop_path: float = 0.0
+    drop_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
+        problems = []
+        if not self.scales:
+            problems.append("scales must name at least one patch size")
+        if not (self.use_sequence or self.use_graph):
+            problems.append("use_sequence and use_graph cannot both be False (no expert left)")
+        if self.ode_method not in ODE_METHODS:
+            problems.append(f"ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
+        if self.ode_steps < 1:
+            problems.append("ode_steps must be >= 1")
+        if self.embed_dim % self.num_heads or self.embed_dim % self.readout_heads:
+            problems.append("embed_dim must be divisible by num_heads and readout_heads")
+        if self.cheb_k < 1 or self.knn < 1:
+            problems.append("cheb_k and knn must be >= 1")
+        for patch in self.scales:
+            if self.img_size % patch:
+                problems.append(f"img_size {self.img_size} is not divisible by patch size {patch}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        """Names of the experts every HNF layer mixes, in gate order."""
+        names = (("sequence",) if self.use_sequence else ()) + (("graph",) if self.use_graph else ())
+        return names + (("interaction",) if self.use_sequence and self.use_graph else ())
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))

@@ -1,0 +1,86 @@
+"""Parameters and FLOPs of a model by component, and its inference throughput."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hnf.models.hnf import HNF
+
+# Component -> module path below ``layers.<i>`` (per scale) or below the model (global).
+_LAYER_PARTS = {
+    "patch_embed": "patch_embed",
+    "cross_scale": "cross",
+    "attention": "sequence.blocks",
+    "ode": "sequence.ode",
+    "graph": "graph",
+    "interaction": "interaction",
+    "gate": "gate",
+}
+
+
+def _component_modules(model: HNF) -> dict[str, list[str]]:
+    """Component name -> module paths it covers (only those that exist in this model)."""
+    names = {name for name, _ in model.named_modules()}
+    parts: dict[str, list[str]] = {}
+    for i in range(len(model.layers)):
+        for comp, sub in _LAYER_PARTS.items():
+            if f"layers.{i}.{sub}" in names:
+                parts.setdefault(comp, []).append(f"layers.{i}.{sub}")
+    parts["readout"] = [f"readout.{i}" for i in range(len(model.readout))]
+    parts["head"] = ["head"]
+    return parts
+
+
+def model_report(model: HNF, img_size: int | None = None) -> dict[str, Any]:
+    """``{"params", "flops", "components": {name: {"params", "flops"}}}`` for one
+    1 x C x S x S image (S = the config's image size unless given); FLOPs from
+    ``FlopCounterMode`` (a multiply-add counts 2). ``params`` counts all trainable parameters;
+    the components cover every one of them (the scale weights of the read-out go to ``readout``).
+    """
+    cfg = model.cfg
+    size = img_size or cfg.img_size
+    x = torch.zeros(1, cfg.in_chans, size, size)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    counts = counter.get_flop_counts()
+    root = type(model).__name__
+    modules = dict(model.named_modules())
+    components: dict[str, dict[str, int]] = {}
+    for comp, paths in _component_modules(model).items():
+        params = sum(p.numel() for path in paths for p in modules[path].parameters())
+        flops = sum(sum(counts.get(f"{root}.{path}", {}).values()) for path in paths)
+        components[comp] = {"params": int(params), "flops": int(flops)}
+    if model.scale_logits is not None:
+        components["readout"]["params"] += model.scale_logits.numel()
+    return {
+        "model_config": {k: getattr(cfg, k) for k in cfg.field_names()},
+        "img_size": size,
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "flops": int(counter.get_total_flops()),
+        "components": components,
+    }
+
+
+def throughput(model: nn.Module, in_chans: int = 1, img_size: int = 224, batch: int = 8,
+               iters: int = 3, bf16: bool = False) -> float:
+    """Inference images/s on CPU at ``batch`` (one warm-up pass, median of ``iters`` passes)."""
+    x = torch.randn(batch, in_chans, img_size, img_size)
+    was_training = model.training
+    model.eval()
+    times = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model(x)
+        for _ in range(iters):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return batch / sorted(times)[len(times) // 2]
