@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hnf.data.inspect import inspect_dataset, save_report, write_contact_sheet
+from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
 from hnf.errors import HnfError
 
 console = Console()
@@ -47,6 +47,19 @@ def inspect(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
 
+    print_report(report)
+    save_report(report, json_path)
+    console.print(f"JSON report: {json_path}")
+    if report.images:
+        sheet = write_contact_sheet(report, out / "contact_sheet.png", per_class=sheet_per_class)
+        console.print(f"contact sheet: {sheet}")
+    else:
+        console.print(f"[red]error:[/red] {source}: no readable images")
+        raise typer.Exit(1)
+
+
+def print_report(report: InspectionReport) -> None:
+    """Print the per-class table, the bands, duplicates and skipped files of a report."""
     table = Table(title=f"{report.root}  ({len(report.images)} images, {len(report.classes)} classes)")
     for column in ("class", "images", "sizes", "modes", "bands", "exact dups", "near dups", "unreadable"):
         table.add_column(column, justify="left" if column in ("class", "sizes", "modes") else "right")
@@ -54,7 +67,7 @@ def inspect(
         table.add_row(*(str(value) for value in row.values()))
     console.print(table)
     banded = [r for r in report.images if r.band]
-    if bands:
+    if report.detect_bands:
         console.print(f"information band found in {len(banded)} of {len(report.images)} images")
         for record in banded[:10]:
             console.print(f"  {record.path}: rows {record.band.top}-{record.band.bottom} of {record.height}")
@@ -68,11 +81,3 @@ def inspect(
     for problem in report.unreadable:
         console.print(f"[yellow]skipped:[/yellow] {problem}")
 
-    save_report(report, json_path)
-    console.print(f"JSON report: {json_path}")
-    if report.images:
-        sheet = write_contact_sheet(report, out / "contact_sheet.png", per_class=sheet_per_class)
-        console.print(f"contact sheet: {sheet}")
-    else:
-        console.print(f"[red]error:[/red] {source}: no readable images")
-        raise typer.Exit(1)
