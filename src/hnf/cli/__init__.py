@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from hnf.cli.data_commands import data_app
+from hnf.cli.demo_command import demo
 from hnf.cli.model_commands import model_app
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Read, inspect and synthesise micrograph datasets.")
 app.add_typer(model_app, name="model", help="Inspect the models: parameters, FLOPs, speed.")
+app.command("demo", help="Run the main job on built-in synthetic micrographs (no download).")(demo)
 
 
 def main() -> None:
