@@ -10,6 +10,7 @@ import typer
 from hnf.cli.data_commands import data_app
 from hnf.cli.demo_command import demo
 from hnf.cli.model_commands import model_app
+from hnf.cli.train_commands import evaluate_command, train_command
 
 app = typer.Typer(
     name="hnf",
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Read, inspect and synthesise micrograph datasets.")
 app.add_typer(model_app, name="model", help="Inspect the models: parameters, FLOPs, speed.")
+app.command("train", help="Train a model on a dataset (checkpoints, metrics, curves; --resume).")(train_command)
+app.command("evaluate", help="Score a checkpoint on a dataset: top-1/5, macro-F1, confusion matrix.")(evaluate_command)
 app.command("demo", help="Run the main job on built-in synthetic micrographs (no download).")(demo)
 
 

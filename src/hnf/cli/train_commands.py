@@ -1,0 +1,108 @@
+"""``hnf train`` and ``hnf evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hnf.atomic import atomic_write_json
+from hnf.errors import HnfError
+from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
+from hnf.train.loop import TrainConfig, train
+
+console = Console()
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("images", "top1", "top5", "macro_f1"):
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for name, recall in metrics["per_class_recall"].items():
+        table.add_row(f"recall {name}", f"{recall:.3f}  (precision {metrics['per_class_precision'][name]:.3f})")
+    console.print(table)
+
+
+def train_command(
+    data: Annotated[Path, typer.Option(help="Dataset folder (one subfolder per class) or CSV manifest.")],
+    model: Annotated[str, typer.Option(help="hnf model (hnf_small, ...) or a timm model name.")] = "hnf_small",
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoint, metrics, curves).")] = Path("runs/run"),
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    img_size: Annotated[int, typer.Option(help="Crop size fed to the model.")] = 224,
+    seed: Annotated[int, typer.Option()] = 0,
+    split: Annotated[Path | None, typer.Option(help="Reuse a saved split JSON (its test side is held out).")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Held-out share when no --split is given.")] = 0.2,
+    val_fraction: Annotated[float, typer.Option(help="Validation share carved from the training side.")] = 0.1,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where native), bf16 or fp32.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data-loading processes (0: in-process with an image cache).")] = 0,
+    class_balanced: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
+    bands: Annotated[bool, typer.Option("--bands/--no-bands", help="Cut the information band away.")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Train a model; writes checkpoint/, metrics.jsonl, metrics.json (test side), curves and confusion matrix."""
+    config = TrainConfig(
+        data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
+        batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
+        precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,
+    )
+    try:
+        result = train(config, resume=resume)
+    except HnfError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    if result.interrupted:
+        raise typer.Exit(130)
+    print_metrics(result.metrics, f"test side of the split ({result.metrics['images']} images)")
+    console.print(f"run folder: {result.run_dir}  top-1 {result.metrics['top1']:.4f}")
+
+
+def evaluate_command(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder (RUN/checkpoint).")],
+    data: Annotated[Path, typer.Option(help="Dataset folder or CSV manifest.")],
+    split: Annotated[Path | None, typer.Option(help="Evaluate only the test side of this split JSON.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
+    confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str, typer.Option()] = "auto",
+) -> None:
+    """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix."""
+    try:
+        metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device)
+    except HnfError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    for problem in metrics["skipped"]:
+        console.print(f"[yellow]skipped:[/yellow] {problem['path']}: {problem['reason']}")
+    print_metrics(metrics, f"{checkpoint} on {data}")
+    if json_path:
+        atomic_write_json(json_path, metrics)
+        console.print(f"metrics: {json_path}")
+    if confusion:
+        plot_confusion(metrics, confusion)
+        console.print(f"confusion matrix: {confusion}")

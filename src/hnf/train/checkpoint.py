@@ -1,0 +1,235 @@
+"""Checkpoints on disk: safetensors for tensors, JSON for everything else; never pickle.
+
+A checkpoint is a folder::
+
+    checkpoint.json                  format, hnf version, model name and overrides, classes,
+                                     preprocessing, epoch, and the weights file's name and SHA-256
+    model-e<epoch>-s<step>.safetensors  the model's weights
+    train-e<epoch>-s<step>.safetensors  optimizer tensors and RNG states (for --resume only)
+    train-e<epoch>-s<step>.json         optimizer hyper-parameters, step counters, Python/NumPy RNG
+
+Tensor files carry the epoch and step in their name and are written before the JSON that points
+at them (each write is atomic), so a crash at any moment leaves the previous checkpoint whole; old
+tensor files are removed only after the new JSON is in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from hnf import __version__
+from hnf.atomic import atomic_write_bytes, atomic_write_json
+from hnf.errors import HnfError
+from hnf.models.factory import build_classifier
+
+CHECKPOINT_FORMAT = "hnf-checkpoint/1"
+META_FILE = "checkpoint.json"
+
+
+class CheckpointError(HnfError):
+    """A checkpoint that cannot be used (missing, truncated, another version or architecture)."""
+
+
+@dataclass
+class Preprocessing:
+    """How images are prepared for the model; stored with the weights so inference matches."""
+
+    img_size: int = 224
+    resize: int = 256
+    mean: float = 0.5
+    std: float = 0.25
+    in_chans: int = 1
+    crop_band: bool = True
+
+
+@dataclass
+class CheckpointMeta:
+    """The JSON half of a checkpoint."""
+
+    model: str
+    classes: list[str]
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    epoch: int = 0
+    step: int = 0
+    weights: str = ""
+    weights_sha256: str = ""
+    train_state: str | None = None
+    hnf_version: str = __version__
+    format: str = CHECKPOINT_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: Path) -> CheckpointMeta:
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            raise CheckpointError(
+                f"{where}: not an hnf checkpoint of format {CHECKPOINT_FORMAT!r} (found {found!r})"
+            )
+        try:
+            values = dict(data)
+            values["preprocessing"] = Preprocessing(**values.get("preprocessing", {}))
+            return cls(**values)
+        except TypeError as err:
+            raise CheckpointError(f"{where}: malformed checkpoint metadata ({err})") from None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (safetensors) and the rest (JSON)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, values in rest["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: torch.nn.Module,
+    meta: CheckpointMeta,
+    optimizer: torch.optim.Optimizer | None = None,
+    train_counters: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder (see the module docstring); return the folder."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tag = f"e{meta.epoch:04d}-s{meta.step:08d}"
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = save(weights)
+    meta.weights = f"model-{tag}.safetensors"
+    meta.weights_sha256 = _sha256(payload)
+    atomic_write_bytes(directory / meta.weights, payload)
+    meta.train_state = None
+    if optimizer is not None:
+        tensors, rest = _flatten_optimizer(optimizer.state_dict())
+        tensors["rng.torch"] = torch.get_rng_state()
+        numpy_state = np.random.get_state()
+        rest.update(
+            counters=train_counters or {},
+            python_rng=[random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            numpy_rng=[numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        )
+        meta.train_state = f"train-{tag}"
+        atomic_write_bytes(directory / f"{meta.train_state}.safetensors", save(tensors))
+        atomic_write_json(directory / f"{meta.train_state}.json", rest)
+    atomic_write_json(directory / META_FILE, meta.to_json())
+    keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json"}
+    for old in directory.glob("*-e*-s*.*"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
+    return directory
+
+
+def read_meta(path: str | Path) -> tuple[Path, CheckpointMeta]:
+    """The checkpoint folder and its metadata; ``path`` may be the folder or its JSON file."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    meta_path = directory / META_FILE
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if not meta_path.is_file():
+        raise CheckpointError(f"{directory}: not a checkpoint folder (no {META_FILE})")
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata ({err})") from None
+    return directory, CheckpointMeta.from_json(data, meta_path)
+
+
+def _read_weights(directory: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
+    weights_path = directory / meta.weights
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: weights file missing")
+    payload = weights_path.read_bytes()
+    if _sha256(payload) != meta.weights_sha256:
+        raise CheckpointError(
+            f"{weights_path}: weights do not match {META_FILE} (SHA-256 differs; truncated or replaced file)"
+        )
+    try:
+        return load_file(weights_path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Rebuild the model of a checkpoint and load its weights; errors name the file and problem."""
+    directory, meta = read_meta(path)
+    try:
+        model = build_classifier(
+            meta.model,
+            num_classes=len(meta.classes),
+            in_chans=meta.preprocessing.in_chans,
+            img_size=meta.preprocessing.img_size,
+            **meta.model_overrides,
+        )
+    except HnfError as err:
+        raise CheckpointError(f"{directory}: cannot rebuild model {meta.model!r} ({err})") from None
+    weights = _read_weights(directory, meta)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "") if missing else "",
+                f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else "") if unexpected else "",
+                f"shape differs for {', '.join(wrong_shape[:3])}" if wrong_shape else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{directory}: weights do not fit the architecture {meta.model!r} of hnf {__version__} ({details})"
+        )
+    model.load_state_dict(weights)
+    return model.to(map_location), meta
+
+
+def load_train_state(directory: Path, meta: CheckpointMeta, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore optimizer and RNG states saved with a checkpoint; return the training counters."""
+    if meta.train_state is None:
+        raise CheckpointError(f"{directory}: checkpoint has no training state to resume from")
+    try:
+        tensors = load_file(directory / f"{meta.train_state}.safetensors")
+        rest = json.loads((directory / f"{meta.train_state}.json").read_text(encoding="utf-8"))
+    except (SafetensorError, OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{directory}: unreadable training state ({err})") from None
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, rest))
+    torch.set_rng_state(tensors["rng.torch"])
+    version, state, gauss = rest["python_rng"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, *others = rest["numpy_rng"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *others))
+    return rest["counters"]

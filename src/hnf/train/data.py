@@ -1,0 +1,133 @@
+"""The data side of a training run: index, split (saved and reused), validation carve-out, loaders.
+
+The test side of the split is held out: training never sees it and nothing is chosen on it. The
+validation side is carved from the training side (stratified, group-aware), for the per-epoch
+numbers. Groups are manifest groups, else exact and near duplicate groups (found by decoding every
+image once, in parallel), so copies never straddle a split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from hnf.data.dataset import DatasetIndex, Problem, Sample, index_dataset
+from hnf.data.inspect import inspect_dataset
+from hnf.data.splits import Split, load_split, save_split, stratified_group_train_test
+from hnf.data.torch_dataset import MicrographDataset
+from hnf.data.transforms import build_eval_transform, build_train_transform
+from hnf.errors import DatasetError
+
+
+@dataclass
+class RunData:
+    """Samples of each side of a run and the class names (sorted)."""
+
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+    split: Split
+    skipped: list[Problem]
+
+
+def _split_samples(by_path: dict[str, Sample], fold_train: list[str], fold_test: list[str], root: Path) -> tuple[list[Sample], list[Sample]]:
+    unknown = [p for p in fold_train + fold_test if p not in by_path]
+    if unknown:
+        raise DatasetError(
+            f"split refers to {len(unknown)} image(s) not readable in {root} (first: {unknown[0]}); "
+            "was it made for another dataset?"
+        )
+    return [by_path[p] for p in fold_train], [by_path[p] for p in fold_test]
+
+
+def prepare_run_data(
+    data: Path,
+    split_path: Path | None,
+    run_dir: Path,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+) -> RunData:
+    """Index and decode ``data`` once (unreadable files are skipped and listed in ``skipped``),
+    load or make the train/test split (saved as ``run_dir/split.json``), carve validation from
+    the training side."""
+    index = index_dataset(data)
+    report = inspect_dataset(data)
+    groups = {record.path: record.group or record.path for record in report.images}
+    by_path = {index.relative(s.path): s for s in index.samples if index.relative(s.path) in groups}
+    readable = DatasetIndex(index.root, list(by_path.values()), report.classes, index.problems)
+    readable.require_classes(2)
+    if split_path is not None:
+        split = load_split(split_path)
+        if split.classes != readable.classes:
+            raise DatasetError(
+                f"{split_path}: split classes {split.classes} differ from the dataset's {readable.classes}"
+            )
+    else:
+        paths = list(by_path)
+        labels = [by_path[p].label for p in paths]
+        split = stratified_group_train_test(paths, labels, [groups[p] for p in paths], test_fraction, seed)
+    save_split(split, run_dir / "split.json")
+    train, test = _split_samples(by_path, split.folds[0].train, split.folds[0].test, index.root)
+    train_paths = [index.relative(s.path) for s in train]
+    carve = stratified_group_train_test(
+        train_paths, [s.label for s in train], [groups[p] for p in train_paths], val_fraction, seed + 1
+    )
+    train, val = _split_samples(by_path, carve.folds[0].train, carve.folds[0].test, index.root)
+    return RunData(readable.classes, train, val, test, split, report.unreadable)
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch (seed, epoch), so an interrupted epoch can resume exactly:
+    ``skip`` drops the first indices already consumed. With ``num_replicas > 1`` each rank takes
+    every ``num_replicas``-th index of the padded permutation (as DistributedSampler does)."""
+
+    def __init__(self, size: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        self.size, self.seed, self.num_replicas, self.rank = size, seed, num_replicas, rank
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        total = -(-self.size // self.num_replicas) * self.num_replicas
+        order += order[: total - len(order)]
+        return order[self.rank :: self.num_replicas]
+
+    def __iter__(self):
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return -(-self.size // self.num_replicas) - self.skip
+
+
+def build_loaders(
+    run: RunData,
+    img_size: int,
+    resize: int,
+    batch_size: int,
+    seed: int,
+    crop_band: bool,
+    workers: int,
+    pin_memory: bool,
+    num_replicas: int = 1,
+    rank: int = 0,
+) -> tuple[DataLoader, DataLoader, DataLoader, EpochSampler]:
+    """Train (augmented, seeded sampler), validation and test (evaluation transform) loaders."""
+    def dataset(samples: list[Sample], train: bool) -> MicrographDataset:
+        transform = build_train_transform(img_size) if train else build_eval_transform(img_size)
+        return MicrographDataset(samples, run.classes, transform, crop_band=crop_band, resize=resize, cache=workers == 0)
+
+    sampler = EpochSampler(len(run.train), seed, num_replicas, rank)
+    common = {"num_workers": workers, "pin_memory": pin_memory, "persistent_workers": workers > 0}
+    train = DataLoader(dataset(run.train, True), batch_size=batch_size, sampler=sampler, drop_last=len(run.train) > batch_size, **common)
+    val = DataLoader(dataset(run.val, False), batch_size=batch_size, **common)
+    test = DataLoader(dataset(run.test, False), batch_size=batch_size, **common)
+    return train, val, test, sampler

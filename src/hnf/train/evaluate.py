@@ -1,0 +1,140 @@
+"""Evaluation: run a model over a loader, then score with scikit-learn's metrics.
+
+Metrics (``metrics.json``): ``top1``, ``top5`` (with at least 5 classes), ``macro_f1``,
+``per_class_precision`` and ``per_class_recall`` (class name to value), ``confusion_matrix``
+(rows = true class, columns = predicted, in ``classes`` order), ``classes``, ``images``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
+from torch.utils.data import DataLoader
+
+from hnf.atomic import atomic_write_bytes
+from hnf.data.dataset import index_dataset
+from hnf.data.inspect import inspect_dataset
+from hnf.data.splits import load_split
+from hnf.data.torch_dataset import MicrographDataset
+from hnf.data.transforms import build_eval_transform
+from hnf.errors import HnfError
+from hnf.train.checkpoint import load_checkpoint
+from hnf.train.device import autocast_dtype, pick_device
+
+
+@torch.no_grad()
+def predict_loader(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class probabilities (N, C), true labels (N,) and the mean cross-entropy over a loader."""
+    model.eval()
+    probs, labels, loss_sum = [], [], 0.0
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        with context:
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        probs.append(logits.softmax(dim=1).cpu().numpy())
+        labels.append(targets.cpu().numpy())
+    count = sum(len(batch) for batch in labels)
+    return np.concatenate(probs), np.concatenate(labels), loss_sum / max(count, 1)
+
+
+def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """The metrics of the module docstring from probabilities and true labels."""
+    indices = list(range(len(classes)))
+    predicted = probs.argmax(axis=1)
+    precision, recall, _, _ = precision_recall_fscore_support(labels, predicted, labels=indices, zero_division=0)
+    metrics: dict[str, Any] = {
+        "images": int(len(labels)),
+        "top1": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, labels=indices, average="macro", zero_division=0)),
+        "per_class_precision": {c: float(p) for c, p in zip(classes, precision)},
+        "per_class_recall": {c: float(r) for c, r in zip(classes, recall)},
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
+        "classes": list(classes),
+    }
+    if len(classes) >= 5:
+        metrics["top5"] = float(top_k_accuracy_score(labels, probs, k=5, labels=indices))
+    return metrics
+
+
+def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """Confusion matrix as a PNG, row-normalised colours with the counts written in."""
+    matrix = np.asarray(metrics["confusion_matrix"], dtype=float)
+    classes = metrics["classes"]
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 2.5 + 0.55 * len(classes)
+    figure = Figure(figsize=(size + 1, size))
+    axis = figure.subplots()
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for row in range(len(classes)):
+        for column in range(len(classes)):
+            axis.text(column, row, int(matrix[row, column]), ha="center", va="center",
+                      color="white" if shares[row, column] > 0.5 else "black", fontsize=8)
+    axis.set_title(title or f"top-1 {metrics['top1']:.1%}, macro-F1 {metrics['macro_f1']:.3f}")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str | Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score a checkpoint on a dataset, or on the test side of a saved split of it.
+
+    Unreadable images are skipped and listed under ``skipped``; classes the checkpoint does not
+    know are an error.
+    """
+    run_device = pick_device(device)
+    model, meta = load_checkpoint(checkpoint, map_location=run_device)
+    index = index_dataset(data)
+    foreign = sorted(set(index.classes) - set(meta.classes))
+    if foreign:
+        raise HnfError(
+            f"{data}: class(es) {', '.join(foreign)} not among the checkpoint's classes ({', '.join(meta.classes)})"
+        )
+    report = inspect_dataset(data, detect_bands=False)
+    readable = {record.path for record in report.images}
+    samples = [s for s in index.samples if index.relative(s.path) in readable]
+    if split is not None:
+        wanted = set(load_split(split).folds[0].test)
+        samples = [s for s in samples if index.relative(s.path) in wanted]
+    if not samples:
+        raise HnfError(f"{data}: no readable images to evaluate")
+    prep = meta.preprocessing
+    dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size), crop_band=prep.crop_band, resize=prep.resize)
+    probs, labels, loss = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device, autocast_dtype("auto", run_device))
+    metrics = score(probs, labels, meta.classes)
+    metrics.update(loss=loss, checkpoint=str(checkpoint), data=str(data),
+                   skipped=[{"path": p.path, "reason": p.reason} for p in report.unreadable])
+    return metrics

@@ -1,0 +1,247 @@
+"""The training loop, readable top to bottom (in the spirit of nanoGPT's ``train.py``).
+
+AdamW (no weight decay on biases, norms and embeddings), linear warm-up then cosine decay per
+step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the hardware has it.
+Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
+``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
+a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
+stops cleanly. The test side is evaluated once, after the last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hnf.atomic import atomic_write_json, atomic_write_text
+from hnf.data.transforms import MEAN, STD
+from hnf.errors import HnfError
+from hnf.models.factory import build_classifier
+from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
+from hnf.train.data import build_loaders, prepare_run_data
+from hnf.train.device import autocast_dtype, pick_device
+from hnf.train.evaluate import plot_confusion, predict_loader, score
+from hnf.train.plots import plot_curves
+
+console = Console()
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as ``run_dir/config.json``."""
+
+    data: str
+    out: str = "runs/run"
+    model: str = "hnf_small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    img_size: int = 224
+    resize: int = 256
+    seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    split: str | None = None
+    crop_band: bool = True
+    class_balanced: bool = False
+    precision: str = "auto"
+    device: str = "auto"
+    workers: int = 0
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    epochs_done: int
+    interrupted: bool
+    seconds: float
+    images_per_s: float
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and kernels only, not on biases, norm scales or embeddings."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or "pos_embed" in name or "token" in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up to 1 over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@contextmanager
+def stop_on_sigint() -> Iterator[dict[str, bool]]:
+    """Turn the first SIGINT into a flag the loop checks after each step; a second one aborts."""
+    flag = {"stop": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        console.print("[yellow]interrupt: finishing this step, then writing a checkpoint (Ctrl-C again to abort)[/yellow]")
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave SIGINT alone
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def class_weights(labels: list[int], classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 (for ``class_balanced``)."""
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    weights = counts.sum() / np.maximum(counts, 1) / classes
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def train(config: TrainConfig, resume: bool = False) -> RunResult:
+    """Run (or resume) training as configured; write everything under ``config.out``."""
+    run_dir = Path(config.out)
+    if resume:
+        saved = json.loads((run_dir / "config.json").read_text())
+        config = TrainConfig(**{**saved, "epochs": config.epochs})
+    elif (run_dir / "checkpoint").exists():
+        raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", asdict(config))
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = pick_device(config.device)
+    amp_dtype = autocast_dtype(config.precision, device)
+
+    # data: split saved in the run folder and reused on resume
+    split_file = run_dir / "split.json" if resume else (Path(config.split) if config.split else None)
+    run = prepare_run_data(Path(config.data), split_file, run_dir, config.seed, config.test_fraction, config.val_fraction)
+    for problem in run.skipped:
+        console.print(f"[yellow]skipped:[/yellow] {problem}")
+    train_loader, val_loader, test_loader, sampler = build_loaders(
+        run, config.img_size, config.resize, config.batch_size, config.seed, config.crop_band,
+        config.workers, pin_memory=device.type == "cuda",
+    )
+    console.print(f"{len(run.classes)} classes; {len(run.train)} train, {len(run.val)} validation, {len(run.test)} test images; device {device}, {'bf16' if amp_dtype else 'fp32'}")
+
+    # model, optimizer, schedule
+    model = build_classifier(config.model, len(run.classes), img_size=config.img_size, **config.model_overrides).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999))
+    steps_per_epoch = len(train_loader)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
+    weights = class_weights([run.classes.index(s.label) for s in run.train], len(run.classes)) if config.class_balanced else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None, label_smoothing=config.label_smoothing)
+    meta = CheckpointMeta(
+        model=config.model, classes=run.classes, model_overrides=config.model_overrides,
+        preprocessing=Preprocessing(config.img_size, config.resize, MEAN, STD, 1, config.crop_band),
+    )
+    step, epoch, seconds, images_seen = 0, 0, 0.0, 0
+    if resume:
+        loaded, saved_meta = load_checkpoint(run_dir / "checkpoint", map_location=device)
+        model.load_state_dict(loaded.state_dict())
+        counters = load_train_state(run_dir / "checkpoint", saved_meta, optimizer)
+        step, epoch = counters["step"], counters["epoch"]
+        seconds, images_seen = counters["seconds"], counters["images_seen"]
+        console.print(f"resuming at epoch {epoch + 1}, step {step}")
+
+    def checkpoint() -> None:
+        meta.epoch, meta.step = epoch, step
+        counters = {"step": step, "epoch": epoch, "seconds": seconds, "images_seen": images_seen}
+        save_checkpoint(run_dir / "checkpoint", model, meta, optimizer, counters)
+
+    interrupted = False
+    with stop_on_sigint() as flag, Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"), console=console, transient=False,
+    ) as progress:
+        while epoch < config.epochs and not interrupted:
+            model.train()
+            done_in_epoch = step - epoch * steps_per_epoch
+            sampler.set_epoch(epoch, skip=done_in_epoch * config.batch_size)
+            task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, completed=done_in_epoch, status="")
+            loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+            for images, targets in train_loader:
+                images = images.to(device, non_blocking=True)
+                targets = targets.to(device, non_blocking=True)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * lr_factor(step, warmup_steps, total_steps)
+                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                    logits = model(images)
+                loss = loss_fn(logits.float(), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                step += 1
+                loss_sum += loss.item() * len(targets)
+                correct += (logits.argmax(1) == targets).sum().item()
+                seen += len(targets)
+                elapsed = time.perf_counter() - start
+                progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}  acc {correct / seen:.1%}  {seen / elapsed:.1f} img/s")
+                if flag["stop"]:
+                    interrupted = True
+                    break
+            seconds += time.perf_counter() - start
+            images_seen += seen
+            if interrupted:
+                checkpoint()
+                console.print(f"stopped at step {step}; checkpoint written; continue with --resume")
+                break
+            epoch += 1
+            probs, labels, val_loss = predict_loader(model, val_loader, device, amp_dtype)
+            val = score(probs, labels, run.classes)
+            record = {
+                "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+                "val_loss": val_loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
+                "images_per_s": seen / max(time.perf_counter() - start, 1e-9), "seconds": seconds,
+            }
+            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+            progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
+            checkpoint()
+
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] if (run_dir / "metrics.jsonl").exists() else []
+    if history:
+        plot_curves(history, run_dir / "curves.png")
+    metrics: dict[str, Any] = {}
+    if not interrupted:
+        probs, labels, test_loss = predict_loader(model, test_loader, device, amp_dtype)
+        metrics = score(probs, labels, run.classes)
+        metrics.update(
+            split="test", test_loss=test_loss, model=config.model, epochs=epoch,
+            train_seconds=seconds, train_images_per_s=images_seen / max(seconds, 1e-9),
+            checkpoint="checkpoint",
+        )
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        plot_confusion(metrics, run_dir / "confusion.png")
+        atomic_write_text(run_dir / "confusion.json", json.dumps({"classes": metrics["classes"], "matrix": metrics["confusion_matrix"]}) + "\n")
+    return RunResult(run_dir, metrics, epoch, interrupted, seconds, images_seen / max(seconds, 1e-9))

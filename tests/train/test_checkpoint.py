@@ -1,0 +1,71 @@
+"""Checkpoints: round trip, and clear errors for truncated, foreign and mismatched files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hnf.models.factory import build_classifier
+from hnf.train.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, load_train_state, save_checkpoint
+
+
+def _saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = build_classifier("resnet18", num_classes=3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 1, 64, 64)).sum().backward()
+    optimizer.step()
+    meta = CheckpointMeta(model="resnet18", classes=["a", "b", "c"], epoch=1, step=1)
+    return save_checkpoint(tmp_path / "ckpt", model, meta, optimizer, {"step": 1}), model
+
+
+def test_round_trip_restores_weights_and_optimizer(tmp_path: Path) -> None:
+    folder, model = _saved(tmp_path)
+    loaded, meta = load_checkpoint(folder)
+    assert meta.classes == ["a", "b", "c"] and meta.epoch == 1
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    optimizer = torch.optim.AdamW(loaded.parameters(), lr=1e-3)
+    assert load_train_state(folder, meta, optimizer) == {"step": 1}
+    assert optimizer.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    assert not any(p.suffix == ".pt" or p.suffix == ".pkl" for p in folder.iterdir())
+
+
+def test_truncated_weights(tmp_path: Path) -> None:
+    folder, _ = _saved(tmp_path)
+    weights = next(folder.glob("model-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"weights do not match checkpoint.json \(SHA-256 differs; truncated or replaced file\)"):
+        load_checkpoint(folder)
+
+
+def test_other_format_version(tmp_path: Path) -> None:
+    folder, _ = _saved(tmp_path)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["format"] = "hnf-checkpoint/99"
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"not an hnf checkpoint of format 'hnf-checkpoint/1' \(found 'hnf-checkpoint/99'\)"):
+        load_checkpoint(folder)
+
+
+def test_other_architecture(tmp_path: Path) -> None:
+    folder, _ = _saved(tmp_path)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["model"] = "convnext_atto"
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"weights do not fit the architecture 'convnext_atto'"):
+        load_checkpoint(folder)
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nothing: no such checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: not a checkpoint folder \(no checkpoint.json\)"):
+        load_checkpoint(tmp_path / "empty")
+    (tmp_path / "empty" / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"unreadable checkpoint metadata"):
+        load_checkpoint(tmp_path / "empty")
