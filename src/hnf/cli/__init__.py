@@ -10,6 +10,7 @@ import typer
 from hnf.cli.data_commands import data_app
 from hnf.cli.demo_command import demo
 from hnf.cli.model_commands import model_app
+from hnf.cli.text_commands import describe, text_app
 from hnf.cli.train_commands import evaluate_command, train_command
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app.add_typer(model_app, name="model", help="Inspect the models: parameters, FLO
 app.command("train", help="Train a model on a dataset (checkpoints, metrics, curves; --resume).")(train_command)
 app.command("evaluate", help="Score a checkpoint on a dataset: top-1/5, macro-F1, confusion matrix.")(evaluate_command)
 app.command("demo", help="Run the main job on built-in synthetic micrographs (no download).")(demo)
+app.command("describe", help="Write class descriptions with an LLM (openai, local) or take them from the shipped corpus (offline).")(describe)
+app.add_typer(text_app, name="text", help="The small language model: domain-adaptive masked-LM pretraining.")
 
 
 def main() -> None:
