@@ -126,7 +126,16 @@ def class_weights(labels: list[int], classes: int) -> torch.Tensor:
 
 
 def train(config: TrainConfig, resume: bool = False) -> RunResult:
-    """Run (or resume) training as configured; write everything under ``config.out``."""
+    """Run (or resume) training as configured; write everything under ``config.out``.
+
+    A SIGINT at any point (set-up included) lets the current step finish, then writes a
+    checkpoint and returns with ``interrupted=True``.
+    """
+    with stop_on_sigint() as flag:
+        return _train(config, resume, flag)
+
+
+def _train(config: TrainConfig, resume: bool, flag: dict[str, bool]) -> RunResult:
     run_dir = Path(config.out)
     if resume:
         saved = json.loads((run_dir / "config.json").read_text())
@@ -178,7 +187,7 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         save_checkpoint(run_dir / "checkpoint", model, meta, optimizer, counters)
 
     interrupted = False
-    with stop_on_sigint() as flag, Progress(
+    with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), console=console, transient=False,
     ) as progress:

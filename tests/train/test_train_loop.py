@@ -1,0 +1,98 @@
+"""The training loop end to end on tiny synthetic data: outputs, resume, SIGINT, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hnf.data.synth import write_synthetic_dataset
+from hnf.errors import HnfError
+from hnf.train.evaluate import evaluate_checkpoint
+from hnf.train.loop import TrainConfig, lr_factor, train
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synth") / "data", per_class=6, size=80, seed=3)
+
+
+def _config(data: Path, out: Path, epochs: int) -> TrainConfig:
+    return TrainConfig(
+        data=str(data), out=str(out), model="resnet18", epochs=epochs, batch_size=8, img_size=64, resize=72,
+        lr=2e-3, val_fraction=0.2, precision="fp32",
+    )
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    meta = json.loads((run / "checkpoint" / "checkpoint.json").read_text())
+    return load_file(run / "checkpoint" / meta["weights"])
+
+
+def test_run_writes_documented_outputs_and_resume_matches_uninterrupted(tiny_data: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(2)
+    straight = train(_config(tiny_data, tmp_path / "straight", epochs=2))
+    assert straight.epochs_done == 2 and not straight.interrupted
+    run = tmp_path / "straight"
+    for name in ("config.json", "split.json", "metrics.jsonl", "metrics.json", "curves.png", "confusion.png", "confusion.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) >= {"top1", "macro_f1", "per_class_recall", "confusion_matrix", "classes", "top5"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["images"]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+    first = train(_config(tiny_data, tmp_path / "resumed", epochs=1))
+    assert first.epochs_done == 1
+    resumed = train(_config(tiny_data, tmp_path / "resumed", epochs=2), resume=True)
+    assert resumed.epochs_done == 2
+    a, b = _weights(run), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    with pytest.raises(HnfError, match="already holds a run; pass --resume"):
+        train(_config(tiny_data, run, epochs=2))
+
+    scored = evaluate_checkpoint(run / "checkpoint", tiny_data, run / "split.json")
+    assert scored["images"] == metrics["images"]
+    assert scored["top1"] == pytest.approx(metrics["top1"])
+
+
+def test_sigint_finishes_the_step_writes_a_checkpoint_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    def interrupt_during_second_epoch() -> None:
+        while not (tmp_path / "run" / "metrics.jsonl").exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_during_second_epoch)
+    sender.start()
+    stopped = train(_config(tiny_data, tmp_path / "run", epochs=3))
+    sender.join()
+    assert stopped.interrupted
+    meta = json.loads((tmp_path / "run" / "checkpoint" / "checkpoint.json").read_text())
+    assert stopped.epochs_done == 1 and meta["step"] > 4 and meta["train_state"]
+    finished = train(_config(tiny_data, tmp_path / "run", epochs=3), resume=True)
+    assert finished.epochs_done == 3 and not finished.interrupted
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == 3
+
+
+def test_evaluate_refuses_foreign_classes(tiny_data: Path, tmp_path: Path) -> None:
+    train(_config(tiny_data, tmp_path / "run", epochs=1))
+    other = tmp_path / "other"
+    (other / "Graphene").mkdir(parents=True)
+    (other / "Graphene" / "x.png").write_bytes((tiny_data / "Fibres" / "fibres_00000.png").read_bytes())
+    with pytest.raises(HnfError, match=r"class\(es\) Graphene not among the checkpoint's classes"):
+        evaluate_checkpoint(tmp_path / "run" / "checkpoint", other)
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    values = [lr_factor(step, 10, 100) for step in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))
+    assert values[-1] < 0.01
