@@ -66,17 +66,17 @@ def describe(
     *,
     cache: DescriptionSet | None = None,
     prompts: list[PromptTemplate] | None = None,
-    per_class: int = 1,
+    per_class: int | None = None,
     refresh: bool = False,
     imaging: str = DEFAULT_IMAGING,
     save: Callable[[DescriptionSet], object] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[DescriptionSet, DescribeReport]:
-    """Descriptions of ``classes``: for each class, prompt and sample index ``0..per_class-1``.
+    """Descriptions of ``classes``: for each class, prompt and sample index ``0..per_class-1`` (default 1).
 
     An entry already in ``cache`` (same class, provider, model, prompt, sample) is not requested
     again unless ``refresh``. ``provider=None`` takes them from the shipped corpus (``per_class``
-    then caps how many per class; ``None`` prompts means all). ``save`` is called after every new
+    then caps how many per class, default all; ``None`` prompts means all). ``save`` is called after every new
     description, so an interrupted run keeps what it got.
     """
     cache = cache if cache is not None else DescriptionSet()
@@ -98,6 +98,7 @@ def describe(
         return cache, report
 
     prompts = prompts if prompts is not None else select_prompts("all")
+    per_class = 1 if per_class is None else per_class
     if per_class < 1:
         raise HnfError("--per-class must be at least 1")
     for name in classes:
