@@ -54,19 +54,19 @@ def biological(size: int, rng: Rng) -> Scene:
     """Cells: soft, rounded-to-elongated bodies with wobbly outlines, a wrinkled membrane texture,
     sometimes a nucleus bulge, sometimes thin filaments (hyphae, extracellular fibres) between."""
     h = _zeros(size)
-    major = size * rng.uniform(0.09, 0.22)
+    major = size * rng.uniform(0.11, 0.24)
     aspect = rng.uniform(1.4, 3.0)
-    count = int(np.clip(rng.uniform(0.2, 0.7) * size * size / (np.pi * major * major / aspect), 2, 40))
+    count = int(np.clip(rng.uniform(0.3, 0.8) * size * size / (np.pi * major * major / aspect), 3, 40))
     for _ in range(count):
         m = major * rng.uniform(0.7, 1.3)
         cy, cx = rng.uniform(0, size, 2)
         dome(size, h, cy, cx, m / aspect, m, rng.uniform(0, np.pi), m * 0.3, _wobble(rng, 0.35))
         if rng.random() < 0.4:
             dome(size, h, cy + rng.normal(0, m * 0.15), cx + rng.normal(0, m * 0.15),
-                 m * 0.3 / aspect, m * 0.3, 0.0, m * 0.62)
+                 m * 0.3 / aspect, m * 0.3, 0.0, m * 0.4)
     h += (h > 0) * np.float32(major * rng.uniform(0.02, 0.08)) * fractal_noise(size, major * 0.25, rng, 2)
     if rng.random() < 0.5:
-        pts = np.concatenate([sample_polyline(_walk(size, rng, size * rng.uniform(0.5, 1.5), 0.03))
+        pts = np.concatenate([sample_polyline(_walk(size, rng, size * rng.uniform(0.5, 1.5), 0.004 * 256 / size))
                               for _ in range(int(rng.integers(2, 9)))])
         h = np.maximum(h, tubes(size, pts, max(0.6, size * rng.uniform(0.002, 0.006))))
     return Scene(h, np.float32(rng.uniform(-0.3, 0.3)) * (h > 0.5))
@@ -74,8 +74,8 @@ def biological(size: int, rng: Rng) -> Scene:
 
 def fibres(size: int, rng: Rng) -> Scene:
     """Fibres: a few long, thick, gently curved strands (round cross-section) crossing the frame."""
-    count = int(rng.integers(2, 9))
-    radius = size * rng.uniform(0.03, 0.07)
+    count = int(rng.integers(2, 8))
+    radius = size * rng.uniform(0.04, 0.08)
     pts = []
     for _ in range(count):
         curve = _walk(size, rng, size * rng.uniform(1.0, 2.0), rng.uniform(0.0003, 0.0025) * 256 / size)
@@ -87,24 +87,24 @@ def fibres(size: int, rng: Rng) -> Scene:
 
 
 def films_coated_surface(size: int, rng: Rng) -> Scene:
-    """Films and coatings: polycrystalline grains (Voronoi cells with grain-boundary grooves and
-    per-grain tilt), and/or a crack network, over a smooth, finely textured film."""
+    """Films and coatings: polycrystalline grains (Voronoi cells with shallow grain-boundary
+    grooves and per-grain contrast, from fine to coarse) over a smooth, finely textured film,
+    sometimes split by a network of dark cracks."""
     h = np.float32(rng.uniform(0.2, 1.0)) * fractal_noise(size, size * rng.uniform(0.03, 0.15), rng)
     material = _zeros(size)
-    kind = rng.random()
-    if kind < 0.65:  # grains
-        cell = size * rng.uniform(0.04, 0.14)
-        f1, f2, ids = worley(size, cell, rng)
-        table = rng.uniform(-1, 1, int(ids.max()) + 1).astype(np.float32)
-        material += np.float32(rng.uniform(0.2, 0.8)) * table[ids]
-        h -= np.float32(cell * rng.uniform(0.1, 0.3)) * np.exp(-(f2 - f1) / np.float32(1.0 + cell * 0.03))
-    if kind > 0.45:  # cracks
+    # grains, from fine (a smooth, textured film) to coarse
+    cell = size * rng.uniform(0.03, 0.14)
+    f1, f2, ids = worley(size, cell, rng)
+    table = rng.uniform(-1, 1, int(ids.max()) + 1).astype(np.float32)
+    material += np.float32(rng.uniform(0.5, 1.0)) * table[ids]
+    h -= np.float32(cell * rng.uniform(0.03, 0.1)) * np.exp(-(f2 - f1) / np.float32(1.0 + cell * 0.03))
+    if rng.random() < 0.35:  # cracks
         f1, f2, ids = worley(size, size * rng.uniform(0.15, 0.4), rng)
         keep = rng.random(int(ids.max()) + 1) < rng.uniform(0.5, 1.0)
-        width = max(0.8, size * rng.uniform(0.004, 0.012))
+        width = max(1.0, size * rng.uniform(0.008, 0.02))
         crack = ((f2 - f1) < width) & keep[ids]
         h -= crack * np.float32(size * 0.04)
-        material -= crack * np.float32(0.5)
+        material -= crack * np.float32(1.0)
     return Scene(h, material)
 
 
@@ -147,7 +147,7 @@ def mems_devices_and_electrodes(size: int, rng: Rng) -> Scene:
 def nanowires(size: int, rng: Rng) -> Scene:
     """Nanowires: many thin, straight or slightly bent rods, randomly oriented or partly aligned,
     lying across each other."""
-    count = int(rng.integers(30, 120))
+    count = int(rng.integers(40, 150))
     radius = max(0.5, size * rng.uniform(0.005, 0.012))
     length = size * rng.uniform(0.15, 0.6)
     main_dir = rng.uniform(0, np.pi)
@@ -155,7 +155,7 @@ def nanowires(size: int, rng: Rng) -> Scene:
     theta = main_dir + rng.uniform(-spread, spread, count)
     lengths = length * rng.uniform(0.5, 1.5, count)
     spans = np.stack([np.sin(theta), np.cos(theta)], axis=1) * lengths[:, None]
-    bows = np.stack([spans[:, 1], -spans[:, 0]], axis=1) * rng.normal(0, 0.08, count)[:, None]
+    bows = np.stack([spans[:, 1], -spans[:, 0]], axis=1) * rng.normal(0, 0.04, count)[:, None]
     starts = rng.uniform(-0.2 * size, 1.2 * size, (count, 2)) - 0.5 * spans
     pts = sample_bent_rods(starts, spans, bows, 0.5)
     h = tubes(size, pts, radius, 0.5)
@@ -166,7 +166,7 @@ def particles(size: int, rng: Rng) -> Scene:
     """Particles: rounded, compact blobs (spheres or slightly elliptic) with steep sides, so the
     edge effect gives them bright rims; log-normal sizes, random coverage."""
     h = _zeros(size)
-    radius = size * rng.uniform(0.02, 0.07)
+    radius = size * rng.uniform(0.03, 0.075)
     count = int(np.clip(rng.uniform(0.08, 0.5) * size * size / (np.pi * radius * radius), 3, 90))
     spread = rng.uniform(0.05, 0.35)
     for _ in range(count):
@@ -185,7 +185,7 @@ def patterned_surface(size: int, rng: Rng) -> Scene:
     u, v = u / np.float32(pitch), v / np.float32(pitch)
     table = 64
     kind = rng.random()
-    if kind < 0.25:  # line grating
+    if kind < 0.1:  # line grating
         iu = np.floor(u).astype(np.intp) % table
         width = rng.uniform(0.2, 0.4)
         broken = rng.random((table, table)) < rng.uniform(0.0, 0.15)
@@ -233,12 +233,12 @@ def porous_sponge(size: int, rng: Rng) -> Scene:
 def powder(size: int, rng: Rng) -> Scene:
     """Powder: clustered, irregular aggregates of small grains (merged metaballs with rough,
     lumpy outlines) scattered on a darker substrate."""
-    clusters = int(rng.integers(2, 9))
-    grain = size * rng.uniform(0.012, 0.03)
+    clusters = int(rng.integers(3, 12))
+    grain = size * rng.uniform(0.015, 0.035)
     ys, xs = [], []
     for _ in range(clusters):
-        spread = size * rng.uniform(0.04, 0.15)
-        n = int(rng.integers(8, 45))
+        spread = size * rng.uniform(0.025, 0.07)
+        n = int(rng.integers(6, 25))
         c = rng.uniform(0, size, 2)
         ys.append(c[0] + rng.normal(0, spread, n))
         xs.append(c[1] + rng.normal(0, spread, n))
@@ -247,8 +247,8 @@ def powder(size: int, rng: Rng) -> Scene:
     field = blur(splat(size, ys_all, xs_all, weights), grain)
     field *= np.float32(2 * np.pi * grain * grain)
     field *= np.float32(1.0) + np.float32(0.35) * smooth_noise(size, grain * 0.8, rng)
-    h = np.sqrt(np.clip(field - np.float32(0.35), 0.0, None)) * np.float32(grain * 2)
-    return Scene(h, np.float32(rng.uniform(0.2, 0.8)) * (h > 0))
+    h = np.sqrt(np.clip(field - np.float32(0.5), 0.0, None)) * np.float32(grain * 2)
+    return Scene(h, np.float32(rng.uniform(0.5, 1.0)) * (h > 0))
 
 
 def tips(size: int, rng: Rng) -> Scene:

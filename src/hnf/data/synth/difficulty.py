@@ -49,13 +49,13 @@ def logreg_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, te
 
 
 def cnn_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-             epochs: int = 8, seed: int = 0, width: int = 16) -> float:
+             epochs: int = 8, seed: int = 0, width: int = 16, lr: float = 1e-2) -> float:
     """Top-1 of :func:`cnn_predictions` on the test images."""
-    return float((cnn_predictions(train_x, train_y, test_x, epochs, seed, width) == test_y).mean())
+    return float((cnn_predictions(train_x, train_y, test_x, epochs, seed, width, lr) == test_y).mean())
 
 
 def cnn_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                    epochs: int = 8, seed: int = 0, width: int = 16) -> np.ndarray:
+                    epochs: int = 8, seed: int = 0, width: int = 16, lr: float = 1e-2) -> np.ndarray:
     """Class predictions for ``test_x`` of a small CNN (a stride-2 stem and three conv blocks,
     global pooling) trained from scratch with flips and quarter turns; each image is standardised
     (zero mean, unit variance) first."""
@@ -82,10 +82,10 @@ def cnn_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, len(SYNTH_CLASSES)),
     )
     xs, ys = tensor(train_x), torch.from_numpy(train_y).long()
-    batch = 32
+    batch = 16
     steps = epochs * ((len(xs) + batch - 1) // batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(xs), generator=gen)

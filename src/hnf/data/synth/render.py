@@ -71,7 +71,7 @@ def charging(size: int, rng: np.random.Generator) -> Array:
 
 def scan_noise(size: int, rng: np.random.Generator) -> Array:
     """Raster-scan artefacts: a random offset per line and a few brighter streaks (a column)."""
-    rows = np.float32(rng.uniform(0.0, 0.03)) * rng.standard_normal(size).astype(np.float32)
+    rows = np.float32(rng.uniform(0.0, 0.02)) * rng.standard_normal(size).astype(np.float32)
     streaks = rng.random(size) < rng.uniform(0.0, 0.02)
     rows += streaks.astype(np.float32) * np.float32(rng.uniform(0.0, 0.15))
     return rows[:, None]
@@ -86,7 +86,7 @@ def sem_render(scene: Scene, rng: np.random.Generator) -> Array:
     """
     size = scene.height.shape[0]
     img = sem_signal(scene, rng)
-    img *= np.float32(rng.uniform(0.08, 0.22))
+    img *= np.float32(rng.uniform(0.1, 0.22))
     img += np.float32(rng.uniform(0.3, 0.65))
     img = blur(img, rng.uniform(0.3, 1.1))  # the drift is smooth: add it after the blur
     img += charging(size, rng)
@@ -94,7 +94,7 @@ def sem_render(scene: Scene, rng: np.random.Generator) -> Array:
     noise = rng.random((size, size), dtype=np.float32)
     noise -= np.float32(0.5)
     noise *= np.sqrt(np.maximum(img, np.float32(0.02)))
-    img += np.float32(rng.uniform(0.01, 0.12) * np.sqrt(12.0)) * noise
+    img += np.float32(rng.uniform(0.01, 0.08) * np.sqrt(12.0)) * noise
     img += scan_noise(size, rng)
     np.clip(img, 0.0, 1.0, out=img)
     bend = np.float32(rng.uniform(-0.5, 0.5))  # tone curve x + b x (1 - x), monotone for |b| < 1
