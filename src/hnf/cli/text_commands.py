@@ -97,6 +97,7 @@ def pretrain(
     mlm_probability: float = typer.Option(0.15, "--mlm-probability"),
     holdout_per_class: int = typer.Option(1, "--holdout-per-class", help="Descriptions per class held out (never trained on) to measure loss."),
     head_steps: int = typer.Option(150, "--head-steps", help="Steps calibrating a freshly initialised MLM head before the 'before' measurement."),
+    eval_rounds: int = typer.Option(2, "--eval-rounds", help="Fixed mask draws over the held-out texts (same masks before and after)."),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda when present)."),
@@ -108,7 +109,7 @@ def pretrain(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = PretrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, mlm_probability=mlm_probability,
-        holdout_per_class=holdout_per_class, head_steps=head_steps, seed=seed, threads=threads, device=device,
+        holdout_per_class=holdout_per_class, head_steps=head_steps, eval_rounds=eval_rounds, seed=seed, threads=threads, device=device,
     )
     try:
         ds = DescriptionSet.load(descriptions)

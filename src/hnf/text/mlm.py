@@ -55,7 +55,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     holdout_per_class: int = 1
-    eval_rounds: int = 4
+    eval_rounds: int = 2
     seed: int = 0
     eval_seed: int = 1234
     device: str | None = None
@@ -319,7 +319,7 @@ def calibrate_head(model: Any, tokenizer: Any, chunks: list[dict], cfg: Pretrain
         loss.backward()
         opt.step()
         if (step + 1) % 50 == 0:
-            log.info("head calibration step %d/%d: loss %.3f", step + 1, cfg.head_steps, float(loss))
+            log.info("head calibration step %d/%d: loss %.3f", step + 1, cfg.head_steps, float(loss.detach()))
     for p in model.parameters():
         p.requires_grad_(True)
 
