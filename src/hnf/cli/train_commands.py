@@ -78,6 +78,8 @@ def train_command(
         raise typer.Exit(2) from None
     if result.interrupted:
         raise typer.Exit(130)
+    if not result.metrics:  # a non-zero rank under torchrun: rank 0 reports
+        return
     print_metrics(result.metrics, f"test side of the split ({result.metrics['images']} images)")
     console.print(f"run folder: {result.run_dir}  top-1 {result.metrics['top1']:.4f}")
 

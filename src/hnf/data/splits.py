@@ -8,6 +8,8 @@ image never has a copy in training. Built on scikit-learn's ``StratifiedGroupKFo
 from __future__ import annotations
 
 import json
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +75,16 @@ def stratified_group_kfold(
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     dummy = np.zeros(len(paths))
     path_array = np.asarray(paths, dtype=object)
-    result = [
-        Fold(sorted(path_array[train].tolist()), sorted(path_array[test].tolist()))
-        for train, test in splitter.split(dummy, list(labels), list(groups))
-    ]
+    with warnings.catch_warnings():
+        # small classes get fewer test images than the others; the split is still valid
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        try:
+            result = [
+                Fold(sorted(path_array[train].tolist()), sorted(path_array[test].tolist()))
+                for train, test in splitter.split(dummy, list(labels), list(groups))
+            ]
+        except ValueError as err:
+            raise DatasetError(f"cannot split {len(paths)} images into {folds} folds ({err})") from None
     return Split("kfold", seed, sorted(set(labels)), result)
 
 
@@ -90,11 +98,14 @@ def stratified_group_train_test(
     """One train/test split with about ``test_fraction`` of the images on the test side.
 
     The test side is the first fold of a ``round(1 / test_fraction)``-fold split, so it is
-    stratified and group-aware in the same way.
+    stratified and group-aware in the same way. When even the largest class has fewer images
+    than that many folds, the fold count drops to its size (a larger test share, never an
+    empty class on the training side by design).
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    folds = max(2, round(1.0 / test_fraction))
+    largest_class = max(Counter(labels).values(), default=0)
+    folds = max(2, min(round(1.0 / test_fraction), largest_class))
     first = stratified_group_kfold(paths, labels, groups, folds, seed).folds[0]
     return Split("train_test", seed, sorted(set(labels)), [first])
 

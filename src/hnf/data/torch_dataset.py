@@ -71,8 +71,17 @@ class MicrographDataset(Dataset):
             self._cached[index] = image
         return image
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """``item`` is an index, or ``(index, seed)``: then the random transform runs under that
+        seed, so an image's augmentation depends only on the seed, not on which process or
+        worker draws it, or in which order (exact resume, DDP equal to one process)."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
         image = self.load(index)
         if self.transform is not None:
-            image = self.transform(image)
+            if seed is None:
+                image = self.transform(image)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    image = self.transform(image)
         return image, self.class_to_index[self.samples[index].label]

@@ -47,14 +47,14 @@ def _split_samples(by_path: dict[str, Sample], fold_train: list[str], fold_test:
 def prepare_run_data(
     data: Path,
     split_path: Path | None,
-    run_dir: Path,
+    run_dir: Path | None,
     seed: int,
     test_fraction: float,
     val_fraction: float,
 ) -> RunData:
     """Index and decode ``data`` once (unreadable files are skipped and listed in ``skipped``),
-    load or make the train/test split (saved as ``run_dir/split.json``), carve validation from
-    the training side."""
+    load or make the train/test split (saved as ``run_dir/split.json`` unless ``run_dir`` is
+    None), carve validation from the training side."""
     index = index_dataset(data)
     report = inspect_dataset(data)
     groups = {record.path: record.group or record.path for record in report.images}
@@ -71,7 +71,8 @@ def prepare_run_data(
         paths = list(by_path)
         labels = [by_path[p].label for p in paths]
         split = stratified_group_train_test(paths, labels, [groups[p] for p in paths], test_fraction, seed)
-    save_split(split, run_dir / "split.json")
+    if run_dir is not None:
+        save_split(split, run_dir / "split.json")
     train, test = _split_samples(by_path, split.folds[0].train, split.folds[0].test, index.root)
     train_paths = [index.relative(s.path) for s in train]
     carve = stratified_group_train_test(
@@ -81,10 +82,13 @@ def prepare_run_data(
     return RunData(readable.classes, train, val, test, split, report.unreadable)
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[tuple[int, int]]):
     """A seeded permutation per epoch (seed, epoch), so an interrupted epoch can resume exactly:
-    ``skip`` drops the first indices already consumed. With ``num_replicas > 1`` each rank takes
-    every ``num_replicas``-th index of the padded permutation (as DistributedSampler does)."""
+    ``skip`` drops the first items already consumed. Each item is ``(index, augmentation seed)``
+    with the seed a function of (seed, epoch, index) (see ``MicrographDataset.__getitem__``).
+    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th item of the padded
+    permutation (as DistributedSampler does), so rank r's j-th batch of size B/num_replicas holds
+    the items that one process would put into its j-th batch of size B at positions r, r+R, ..."""
 
     def __init__(self, size: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
         self.size, self.seed, self.num_replicas, self.rank = size, seed, num_replicas, rank
@@ -94,15 +98,15 @@ class EpochSampler(Sampler[int]):
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
 
-    def _indices(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
+    def _items(self) -> list[tuple[int, int]]:
+        base = self.seed * 100_003 + self.epoch
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(base)).tolist()
         total = -(-self.size // self.num_replicas) * self.num_replicas
         order += order[: total - len(order)]
-        return order[self.rank :: self.num_replicas]
+        return [(index, base * 1_000_003 + index) for index in order[self.rank :: self.num_replicas]]
 
     def __iter__(self):
-        return iter(self._indices()[self.skip :])
+        return iter(self._items()[self.skip :])
 
     def __len__(self) -> int:
         return -(-self.size // self.num_replicas) - self.skip

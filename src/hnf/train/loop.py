@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from hnf.atomic import atomic_write_json, atomic_write_text
 from hnf.data.transforms import MEAN, STD
@@ -32,6 +33,7 @@ from hnf.models.factory import build_classifier
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
 from hnf.train.data import build_loaders, prepare_run_data
 from hnf.train.device import autocast_dtype, pick_device
+from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
 from hnf.train.evaluate import plot_confusion, predict_loader, score
 from hnf.train.plots import plot_curves
 
@@ -129,36 +131,55 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or resume) training as configured; write everything under ``config.out``.
 
     A SIGINT at any point (set-up included) lets the current step finish, then writes a
-    checkpoint and returns with ``interrupted=True``.
+    checkpoint and returns with ``interrupted=True``. Under ``torchrun`` the job trains with
+    DistributedDataParallel; only rank 0 writes.
     """
-    with stop_on_sigint() as flag:
-        return _train(config, resume, flag)
+    context = init_distributed()
+    try:
+        with stop_on_sigint() as flag:
+            return _train(config, resume, flag, context)
+    finally:
+        shutdown_distributed(context)
 
 
-def _train(config: TrainConfig, resume: bool, flag: dict[str, bool]) -> RunResult:
+def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: DistContext) -> RunResult:
     run_dir = Path(config.out)
+    say = console.print if context.is_main else (lambda *args, **kwargs: None)
     if resume:
         saved = json.loads((run_dir / "config.json").read_text())
         config = TrainConfig(**{**saved, "epochs": config.epochs})
     elif (run_dir / "checkpoint").exists():
         raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", asdict(config))
+    if config.batch_size % context.world_size:
+        raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
+    local_batch = config.batch_size // context.world_size
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", asdict(config))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = pick_device(config.device)
+    if device.type == "cuda" and context.active:
+        device = torch.device("cuda", context.local_rank)
     amp_dtype = autocast_dtype(config.precision, device)
 
-    # data: split saved in the run folder and reused on resume
+    # data: rank 0 makes (or reuses) the split and saves it in the run folder; the others read it
     split_file = run_dir / "split.json" if resume else (Path(config.split) if config.split else None)
-    run = prepare_run_data(Path(config.data), split_file, run_dir, config.seed, config.test_fraction, config.val_fraction)
+    if context.is_main:
+        run = prepare_run_data(Path(config.data), split_file, run_dir, config.seed, config.test_fraction, config.val_fraction)
+    context.barrier()
+    if not context.is_main:
+        run = prepare_run_data(Path(config.data), run_dir / "split.json", None, config.seed, config.test_fraction, config.val_fraction)
     for problem in run.skipped:
-        console.print(f"[yellow]skipped:[/yellow] {problem}")
+        say(f"[yellow]skipped:[/yellow] {problem}")
     train_loader, val_loader, test_loader, sampler = build_loaders(
-        run, config.img_size, config.resize, config.batch_size, config.seed, config.crop_band,
-        config.workers, pin_memory=device.type == "cuda",
+        run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
+        config.workers, pin_memory=device.type == "cuda", num_replicas=context.world_size, rank=context.rank,
     )
-    console.print(f"{len(run.classes)} classes; {len(run.train)} train, {len(run.val)} validation, {len(run.test)} test images; device {device}, {'bf16' if amp_dtype else 'fp32'}")
+    say(
+        f"{len(run.classes)} classes; {len(run.train)} train, {len(run.val)} validation, {len(run.test)} test images; "
+        f"device {device}{f' x {context.world_size} processes' if context.active else ''}, {'bf16' if amp_dtype else 'fp32'}"
+    )
 
     # model, optimizer, schedule
     model = build_classifier(config.model, len(run.classes), img_size=config.img_size, **config.model_overrides).to(device)
@@ -179,31 +200,34 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool]) -> RunResul
         counters = load_train_state(run_dir / "checkpoint", saved_meta, optimizer)
         step, epoch = counters["step"], counters["epoch"]
         seconds, images_seen = counters["seconds"], counters["images_seen"]
-        console.print(f"resuming at epoch {epoch + 1}, step {step}")
+        say(f"resuming at epoch {epoch + 1}, step {step}")
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if context.active else model
 
     def checkpoint() -> None:
         meta.epoch, meta.step = epoch, step
-        counters = {"step": step, "epoch": epoch, "seconds": seconds, "images_seen": images_seen}
-        save_checkpoint(run_dir / "checkpoint", model, meta, optimizer, counters)
+        if context.is_main:
+            counters = {"step": step, "epoch": epoch, "seconds": seconds, "images_seen": images_seen}
+            save_checkpoint(run_dir / "checkpoint", model, meta, optimizer, counters)
+        context.barrier()
 
     interrupted = False
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"), console=console, transient=False,
+        TextColumn("{task.fields[status]}"), console=console, transient=False, disable=not context.is_main,
     ) as progress:
         while epoch < config.epochs and not interrupted:
-            model.train()
+            trained.train()
             done_in_epoch = step - epoch * steps_per_epoch
-            sampler.set_epoch(epoch, skip=done_in_epoch * config.batch_size)
+            sampler.set_epoch(epoch, skip=done_in_epoch * local_batch)
             task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, completed=done_in_epoch, status="")
-            loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+            loss_sum, correct, seen, first_loss, start = 0.0, 0, 0, None, time.perf_counter()
             for images, targets in train_loader:
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * lr_factor(step, warmup_steps, total_steps)
                 with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                    logits = model(images)
+                    logits = trained(images)
                 loss = loss_fn(logits.float(), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -213,36 +237,39 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool]) -> RunResul
                 loss_sum += loss.item() * len(targets)
                 correct += (logits.argmax(1) == targets).sum().item()
                 seen += len(targets)
+                if first_loss is None:
+                    first_loss = context.sum([loss.item()], device)[0] / context.world_size
                 elapsed = time.perf_counter() - start
-                progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}  acc {correct / seen:.1%}  {seen / elapsed:.1f} img/s")
-                if flag["stop"]:
+                progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}  acc {correct / seen:.1%}  {seen * context.world_size / elapsed:.1f} img/s")
+                if context.any(flag["stop"], device):
                     interrupted = True
                     break
             seconds += time.perf_counter() - start
-            images_seen += seen
+            loss_sum, correct, seen = context.sum([loss_sum, correct, seen], device)
+            images_seen += int(seen)
             if interrupted:
                 checkpoint()
-                console.print(f"stopped at step {step}; checkpoint written; continue with --resume")
+                say(f"stopped at step {step}; checkpoint written; continue with --resume")
                 break
             epoch += 1
-            probs, labels, val_loss = predict_loader(model, val_loader, device, amp_dtype)
-            val = score(probs, labels, run.classes)
-            record = {
-                "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-                "val_loss": val_loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
-                "images_per_s": seen / max(time.perf_counter() - start, 1e-9), "seconds": seconds,
-            }
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(record) + "\n")
-            progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
+            if context.is_main:
+                probs, labels, val_loss = predict_loader(model, val_loader, device, amp_dtype)
+                val = score(probs, labels, run.classes)
+                record = {
+                    "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "first_step_loss": first_loss,
+                    "val_loss": val_loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
+                    "images_per_s": seen / max(time.perf_counter() - start, 1e-9), "seconds": seconds,
+                }
+                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
+                    log.write(json.dumps(record) + "\n")
+                progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
             checkpoint()
 
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] if (run_dir / "metrics.jsonl").exists() else []
-    if history:
-        plot_curves(history, run_dir / "curves.png")
     metrics: dict[str, Any] = {}
-    if not interrupted:
+    if context.is_main and (run_dir / "metrics.jsonl").exists():
+        plot_curves([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
+    if context.is_main and not interrupted:
         probs, labels, test_loss = predict_loader(model, test_loader, device, amp_dtype)
         metrics = score(probs, labels, run.classes)
         metrics.update(
@@ -253,4 +280,5 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool]) -> RunResul
         atomic_write_json(run_dir / "metrics.json", metrics)
         plot_confusion(metrics, run_dir / "confusion.png")
         atomic_write_text(run_dir / "confusion.json", json.dumps({"classes": metrics["classes"], "matrix": metrics["confusion_matrix"]}) + "\n")
+    context.barrier()
     return RunResult(run_dir, metrics, epoch, interrupted, seconds, images_seen / max(seconds, 1e-9))
