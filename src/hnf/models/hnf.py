@@ -18,17 +18,20 @@ from hnf.models.registry import register_model
 
 @register_model
 def hnf_small() -> HNFConfig:
-    """CPU default, ~1.3 GFLOPs per 1x224x224 image (FlopCounterMode, multiply-add = 2).
+    """CPU default: 3.9 M parameters, 1.09 GFLOPs per 1x224x224 image (FlopCounterMode,
+    multiply-add = 2; vit_tiny counts 2.1).
 
-    d=192 (vit_tiny's width), one transformer block per scale, ODE fields of width d with
-    one rk4 step per flow (4 field evaluations each), K=3 Chebyshev, k=9, 4-head read-out.
+    d=192 (vit_tiny's width), one transformer block per scale, ODE fields of width d with one
+    rk4 step per flow (4 field evaluations each; the ODE is the largest cost, 38% of the FLOPs,
+    so more steps are a GPU choice), K=3 Chebyshev, k=9, 4-head read-out, no dropout.
     """
     return HNFConfig()
 
 
 @register_model
 def hnf_base() -> HNFConfig:
-    """Paper-scale model for GPUs: d=384, four transformer blocks per scale, rk4 with 4 steps."""
+    """Paper-scale model for GPUs: 30.5 M parameters, 11.7 GFLOPs per 1x224x224 image;
+    d=384, four transformer blocks per scale, rk4 with 4 steps per flow, drop-path 0.1."""
     return HNFConfig(embed_dim=384, depth=4, num_heads=6, readout_heads=6, ode_steps=4,
                      drop_path=0.1, drop_rate=0.1)
 
