@@ -11,7 +11,7 @@ from hnf.cli.data_commands import data_app
 from hnf.cli.demo_command import demo
 from hnf.cli.model_commands import model_app
 from hnf.cli.text_commands import describe, text_app
-from hnf.cli.train_commands import evaluate_command, train_command
+from hnf.cli.train_commands import ablate_command, baselines_command, cv_command, evaluate_command, train_command
 
 app = typer.Typer(
     name="hnf",
@@ -23,6 +23,9 @@ app.add_typer(data_app, name="data", help="Read, inspect and synthesise microgra
 app.add_typer(model_app, name="model", help="Inspect the models: parameters, FLOPs, speed.")
 app.command("train", help="Train a model on a dataset (checkpoints, metrics, curves; --resume).")(train_command)
 app.command("evaluate", help="Score a checkpoint on a dataset: top-1/5, macro-F1, confusion matrix.")(evaluate_command)
+app.command("cv", help="k-fold cross-validation with mean and spread of each metric.")(cv_command)
+app.command("ablate", help="Train the ablation grid on one split; one table.")(ablate_command)
+app.command("baselines", help="Train timm baselines under the same protocol and split.")(baselines_command)
 app.command("demo", help="Run the main job on built-in synthetic micrographs (no download).")(demo)
 app.command("describe", help="Write class descriptions with an LLM (openai, local) or take them from the shipped corpus (offline).")(describe)
 app.add_typer(text_app, name="text", help="The small language model: domain-adaptive masked-LM pretraining.")

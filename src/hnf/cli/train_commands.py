@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -108,3 +110,96 @@ def evaluate_command(
     if confusion:
         plot_confusion(metrics, confusion)
         console.print(f"confusion matrix: {confusion}")
+
+
+def _experiment_config(data: Path, out: Path, model: str, epochs: int, batch_size: int, lr: float, img_size: int,
+                       seed: int, split: Path | None, precision: str, device: str, set_: list[str] | None) -> TrainConfig:
+    return TrainConfig(
+        data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
+        batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        split=str(split) if split else None, precision=precision, device=device,
+    )
+
+
+Data = Annotated[Path, typer.Option(help="Dataset folder (one subfolder per class) or CSV manifest.")]
+Epochs = Annotated[int, typer.Option(min=1)]
+BatchSize = Annotated[int, typer.Option(min=1)]
+LearningRate = Annotated[float, typer.Option(help="Peak learning rate (AdamW).")]
+ImgSize = Annotated[int, typer.Option(help="Crop size fed to the model.")]
+Seed = Annotated[int, typer.Option()]
+SplitOption = Annotated[Path | None, typer.Option(help="Reuse a saved split JSON for every run.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 where native), bf16 or fp32.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, ...")]
+Overrides = Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")]
+
+
+def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: str = "") -> None:
+    from hnf.train.experiments import results_table, write_report
+
+    table = results_table(rows, first_column)
+    report = write_report(out / "report.md", title, " ".join(["hnf", *sys.argv[1:]]), table + extra)
+    console.print(table + extra)
+    console.print(f"report: {report}")
+
+
+def cv_command(
+    data: Data, model: Annotated[str, typer.Option()] = "hnf_small",
+    folds: Annotated[int, typer.Option(min=2, help="Number of folds.")] = 10,
+    out: Annotated[Path, typer.Option()] = Path("runs/cv"),
+    epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
+    precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
+) -> None:
+    """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
+    from hnf.train.experiments import REPORTED, cross_validate, mean_std
+
+    config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_)
+    try:
+        rows = cross_validate(config, folds, out)
+    except HnfError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    summary = ["", "", "| metric | mean | std |", "|---|---|---|"]
+    for key in REPORTED:
+        stats = mean_std(rows, key)
+        if stats:
+            summary.append(f"| {key} | {stats[0]:.4f} | {stats[1]:.4f} |")
+    _finish(out, f"{folds}-fold cross-validation of {model} on {data}", "fold", rows, "\n".join(summary))
+
+
+def ablate_command(
+    data: Data, out: Annotated[Path, typer.Option()] = Path("runs/ablate"),
+    model: Annotated[str, typer.Option(help="The full model of the grid.")] = "hnf_llm_small",
+    epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
+    split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
+) -> None:
+    """The ablation grid (full, without text/cross-attention/ODE/graph/sequence/gate, one scale, no exchange)."""
+    from hnf.train.experiments import ablation_grid, run_variants
+
+    config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_)
+    try:
+        rows = run_variants(ablation_grid(model), config, out)
+    except HnfError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    _finish(out, f"Ablations on {data}", "variant", rows)
+
+
+def baselines_command(
+    data: Data, out: Annotated[Path, typer.Option()] = Path("runs/baselines"),
+    pretrained: Annotated[bool, typer.Option(help="Start from timm's pretrained weights (needs a reachable hub).")] = False,
+    epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
+    split: SplitOption = None, precision: Precision = "auto", device: Device = "auto",
+) -> None:
+    """timm resnet18, convnext_atto, vit_tiny_patch16_224 (one grey channel) under the same protocol."""
+    from hnf.train.experiments import baseline_grid, run_variants
+
+    config = _experiment_config(data, out, "resnet18", epochs, batch_size, lr, img_size, seed, split, precision, device, None)
+    variants = baseline_grid()
+    if pretrained:
+        variants = [replace(v, overrides={"pretrained": True}) for v in variants]
+    try:
+        rows = run_variants(variants, config, out)
+    except HnfError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    _finish(out, f"Baselines on {data}", "variant", rows)

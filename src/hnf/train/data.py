@@ -34,6 +34,28 @@ class RunData:
     skipped: list[Problem]
 
 
+@dataclass
+class ReadableDataset:
+    """The readable images of a dataset by relative path, their split groups, what was skipped."""
+
+    index: DatasetIndex
+    by_path: dict[str, Sample]
+    groups: dict[str, str]
+    skipped: list[Problem]
+
+
+def readable_dataset(data: Path) -> ReadableDataset:
+    """Index and decode ``data`` once: keep readable images, group them (manifest group, else
+    duplicate group, else alone), and require at least two classes."""
+    index = index_dataset(data)
+    report = inspect_dataset(data)
+    groups = {record.path: record.group or record.path for record in report.images}
+    by_path = {index.relative(s.path): s for s in index.samples if index.relative(s.path) in groups}
+    readable = DatasetIndex(index.root, list(by_path.values()), report.classes, index.problems)
+    readable.require_classes(2)
+    return ReadableDataset(readable, by_path, groups, report.unreadable)
+
+
 def _split_samples(by_path: dict[str, Sample], fold_train: list[str], fold_test: list[str], root: Path) -> tuple[list[Sample], list[Sample]]:
     unknown = [p for p in fold_train + fold_test if p not in by_path]
     if unknown:
@@ -55,17 +77,13 @@ def prepare_run_data(
     """Index and decode ``data`` once (unreadable files are skipped and listed in ``skipped``),
     load or make the train/test split (saved as ``run_dir/split.json`` unless ``run_dir`` is
     None), carve validation from the training side."""
-    index = index_dataset(data)
-    report = inspect_dataset(data)
-    groups = {record.path: record.group or record.path for record in report.images}
-    by_path = {index.relative(s.path): s for s in index.samples if index.relative(s.path) in groups}
-    readable = DatasetIndex(index.root, list(by_path.values()), report.classes, index.problems)
-    readable.require_classes(2)
+    readable = readable_dataset(data)
+    index, by_path, groups = readable.index, readable.by_path, readable.groups
     if split_path is not None:
         split = load_split(split_path)
-        if split.classes != readable.classes:
+        if split.classes != index.classes:
             raise DatasetError(
-                f"{split_path}: split classes {split.classes} differ from the dataset's {readable.classes}"
+                f"{split_path}: split classes {split.classes} differ from the dataset's {index.classes}"
             )
     else:
         paths = list(by_path)
@@ -79,7 +97,7 @@ def prepare_run_data(
         train_paths, [s.label for s in train], [groups[p] for p in train_paths], val_fraction, seed + 1
     )
     train, val = _split_samples(by_path, carve.folds[0].train, carve.folds[0].test, index.root)
-    return RunData(readable.classes, train, val, test, split, report.unreadable)
+    return RunData(index.classes, train, val, test, split, readable.skipped)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -1,0 +1,143 @@
+"""Experiments made of several training runs: k-fold cross-validation, ablations, baselines.
+
+Every run of an experiment uses the same saved split (cross-validation: the same saved folds),
+so the numbers compare. Each run lives in its own folder; a finished run (its ``metrics.json``
+exists) is reused, so an interrupted experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hnf.atomic import atomic_write_text
+from hnf.data.splits import Split, load_split, save_split, stratified_group_kfold
+from hnf.models.factory import BASELINES
+from hnf.models.registry import list_models
+from hnf.train.data import prepare_run_data, readable_dataset
+from hnf.train.loop import TrainConfig, train
+
+REPORTED = ("top1", "top5", "macro_f1")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an experiment: a label, a model name and config overrides."""
+
+    label: str
+    model: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
+
+
+def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_small") -> list[Variant]:
+    """The ablation grid of the training issue; rows whose model is not registered are left out."""
+    text_rows = [
+        Variant("HNF-LLM full", full_model),
+        Variant("without text", backbone_model),
+        Variant("without cross-attention", full_model, {"use_cross_attention": False}),
+    ]
+    base = full_model if full_model in list_models() else backbone_model
+    backbone_rows = [
+        Variant("without ODE", base, {"use_ode": False}),
+        Variant("without graph expert", base, {"use_graph": False}),
+        Variant("without sequence expert", base, {"use_sequence": False}),
+        Variant("without gate", base, {"use_gate": False}),
+        Variant("single scale 16", base, {"scales": [16]}),
+        Variant("without cross-scale exchange", base, {"cross_scale": False}),
+    ]
+    if full_model in list_models():
+        return text_rows + backbone_rows
+    return [Variant(f"HNF full ({backbone_model}; {full_model} not available)", backbone_model), *backbone_rows]
+
+
+def baseline_grid() -> list[Variant]:
+    """The timm baselines of DESIGN.md section 4, from scratch, one grey channel."""
+    return [Variant(name, name) for name in BASELINES]
+
+
+def shared_split(base: TrainConfig, out: Path) -> Path:
+    """The experiment's one split: ``base.split`` when given, else made once in ``out/split.json``."""
+    if base.split:
+        return Path(base.split)
+    path = out / "split.json"
+    if not path.exists():
+        prepare_run_data(Path(base.data), None, out, base.seed, base.test_fraction, base.val_fraction)
+    return path
+
+
+def run_variants(variants: list[Variant], base: TrainConfig, out: Path) -> list[dict[str, Any]]:
+    """Train every variant on the shared split; one result row per variant."""
+    split = shared_split(base, out)
+    rows = []
+    for variant in variants:
+        run_dir = out / variant.slug
+        config = replace(
+            base, model=variant.model, model_overrides={**base.model_overrides, **variant.overrides},
+            out=str(run_dir), split=str(split),
+        )
+        metrics = _finished_or_train(config)
+        rows.append({"variant": variant.label, "model": variant.model, "overrides": variant.overrides, **metrics})
+    return rows
+
+
+def _finished_or_train(config: TrainConfig) -> dict[str, Any]:
+    metrics_path = Path(config.out) / "metrics.json"
+    if not metrics_path.exists():
+        resume = (Path(config.out) / "checkpoint").exists()
+        result = train(config, resume=resume)
+        if result.interrupted:
+            raise KeyboardInterrupt
+    return json.loads(metrics_path.read_text())
+
+
+def cross_validate(base: TrainConfig, folds: int, out: Path) -> list[dict[str, Any]]:
+    """Stratified, group-aware k-fold: one run per fold on its own saved split (``folds.json``
+    holds all folds; each fold's run carves its validation side from its training side)."""
+    folds_path = out / "folds.json"
+    if folds_path.exists():
+        split = load_split(folds_path)
+    else:
+        readable = readable_dataset(Path(base.data))
+        paths = list(readable.by_path)
+        labels = [readable.by_path[p].label for p in paths]
+        split = stratified_group_kfold(paths, labels, [readable.groups[p] for p in paths], folds, base.seed)
+        save_split(split, folds_path)
+    rows = []
+    for number, fold in enumerate(split.folds, start=1):
+        fold_dir = out / f"fold-{number:02d}"
+        if not (fold_dir / "fold-split.json").exists():
+            save_split(Split("train_test", split.seed, split.classes, [fold]), fold_dir / "fold-split.json")
+        config = replace(base, out=str(fold_dir), split=str(fold_dir / "fold-split.json"))
+        rows.append({"fold": number, **_finished_or_train(config)})
+    return rows
+
+
+def mean_std(rows: list[dict[str, Any]], key: str) -> tuple[float, float] | None:
+    values = [row[key] for row in rows if key in row]
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def results_table(rows: list[dict[str, Any]], first_column: str) -> str:
+    """A Markdown table: top-1, top-5, macro-F1, train time, training images/s."""
+    lines = [f"| {first_column} | top-1 | top-5 | macro-F1 | train time (s) | train img/s |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        top5 = f"{row['top5']:.4f}" if "top5" in row else "-"
+        lines.append(
+            f"| {row[first_column]} | {row['top1']:.4f} | {top5} | {row['macro_f1']:.4f} | "
+            f"{row['train_seconds']:.0f} | {row['train_images_per_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(path: Path, title: str, command: str, body: str) -> Path:
+    return atomic_write_text(path, f"# {title}\n\nCommand: `{command}`\n\n{body}\n")
