@@ -85,16 +85,17 @@ def write_synthetic_dataset(
     root = Path(out_dir)
     rows = ["path,label,band_top,band_bottom"]
     done = 0
-    # Drawing and PNG encoding run here; the atomic writes (which wait on fsync) run in a few
-    # I/O threads so the disk never stalls the generator. Files are independent, so the
-    # result is the same whatever order the writes finish in.
+    # Drawing and PNG encoding run here; the atomic writes run in a few I/O threads so the disk
+    # never stalls the generator. They skip the fsync (the images can be made again; a reader
+    # still never sees a partial file). Files are independent, so the result is the same
+    # whatever order the writes finish in.
     with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
         pending: deque[Future[Path]] = deque()
         for class_index, name in enumerate(SYNTH_CLASSES):
             for image_index in range(per_class):
                 image, band = synth_image(seed, class_index, image_index, size, band_prob)
                 rel = f"{name}/{name.lower()}_{image_index:05d}.png"
-                pending.append(pool.submit(atomic_write_bytes, root / rel, encode_png(image)))
+                pending.append(pool.submit(atomic_write_bytes, root / rel, encode_png(image), durable=False))
                 while len(pending) > 4 * WRITE_THREADS:
                     pending.popleft().result()
                 top, bottom = band if band is not None else ("", "")
