@@ -3,11 +3,13 @@
 One module per part: :mod:`~hnf.models.patch_embed`, :mod:`~hnf.models.graph` (k-NN graph,
 Chebyshev convolution), :mod:`~hnf.models.ode` (bidirectional neural ODE),
 :mod:`~hnf.models.gate` (mixture-of-experts gate), :mod:`~hnf.models.layer` (HNF layer),
-:mod:`~hnf.models.hnf` (backbone, read-out, registered configs), :mod:`~hnf.models.registry`.
+:mod:`~hnf.models.hnf` (backbone, read-out, registered configs), :mod:`~hnf.models.hnf_llm` (the
+backbone fused with class descriptions), :mod:`~hnf.models.registry`.
 """
 
 from hnf.models.config import ConfigError, HNFConfig
 from hnf.models.hnf import HNF, HNFFeatures
+from hnf.models.hnf_llm import HNFLLM, HNFLLMConfig
 from hnf.models.patch_embed import ImageSizeError
 from hnf.models.registry import create_model, get_config, list_models, register_model
 
@@ -16,6 +18,8 @@ __all__ = [
     "ConfigError",
     "HNFConfig",
     "HNFFeatures",
+    "HNFLLM",
+    "HNFLLMConfig",
     "ImageSizeError",
     "create_model",
     "get_config",

@@ -13,7 +13,9 @@ import timm
 from torch import nn
 
 from hnf.models.config import ConfigError
-from hnf.models.registry import create_model, list_models
+from hnf.models.hnf import HNF
+from hnf.models.hnf_llm import HNFLLM, HNFLLMConfig
+from hnf.models.registry import get_config, list_models
 
 BASELINES = ("resnet18", "convnext_atto", "vit_tiny_patch16_224")
 """The timm baselines of DESIGN.md section 4 (any timm model name is accepted)."""
@@ -25,13 +27,24 @@ def build_classifier(
     in_chans: int = 1,
     img_size: int = 224,
     pretrained: bool = False,
+    class_names: list[str] | None = None,
+    load_descriptions: bool = True,
     **overrides: Any,
 ) -> nn.Module:
-    """Build the HNF model or timm model called ``name`` for ``num_classes`` classes."""
+    """Build the HNF model or timm model called ``name`` for ``num_classes`` classes.
+
+    Text-fused HNF models need ``class_names`` (descriptions are per class);
+    ``load_descriptions=False`` builds them without looking descriptions up (for loading a
+    checkpoint, whose state dict carries them).
+    """
     if name in list_models():
         if pretrained:
             raise ConfigError(f"{name} has no pretrained weights; train it with `hnf train`")
-        return create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **overrides)
+        config = get_config(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **overrides)
+        if isinstance(config, HNFLLMConfig):
+            names = class_names or [f"class_{i}" for i in range(num_classes)]
+            return HNFLLM(config, names, load_descriptions=load_descriptions)
+        return HNF(config)
     if not timm.is_model(name):
         raise ConfigError(
             f"unknown model {name!r}: expected an hnf model ({', '.join(list_models())}) "

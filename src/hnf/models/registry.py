@@ -28,14 +28,27 @@ def get_config(name: str, **overrides: Any) -> HNFConfig:
     """The named configuration with ``overrides`` applied (unknown fields raise :class:`ConfigError`)."""
     if name not in _CONFIGS:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    unknown = set(overrides) - set(HNFConfig.field_names())
+    base = _CONFIGS[name]()
+    unknown = set(overrides) - set(type(base).field_names())
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(unknown)} for {name!r}")
-    return replace(_CONFIGS[name](), **overrides)
+    return replace(base, **overrides)
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build the named model, e.g. ``create_model("hnf_small", num_classes=3, use_ode=False)``."""
+def create_model(name: str, class_names: list[str] | None = None, **overrides: Any) -> nn.Module:
+    """Build the named model, e.g. ``create_model("hnf_small", num_classes=3, use_ode=False)``.
+
+    Text-fused models (``hnf_llm_*``) take ``class_names`` (their descriptions are looked up by
+    name); without them they use the ten NFFA classes.
+    """
     from hnf.models.hnf import HNF
+    from hnf.models.hnf_llm import HNFLLM, HNFLLMConfig
 
-    return HNF(get_config(name, **overrides))
+    config = get_config(name, **overrides)
+    if isinstance(config, HNFLLMConfig):
+        if class_names is None:
+            from hnf.data.synth import SYNTH_CLASSES
+
+            class_names = list(SYNTH_CLASSES)
+        return HNFLLM(config, class_names)
+    return HNF(config)

@@ -191,6 +191,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             num_classes=len(meta.classes),
             in_chans=meta.preprocessing.in_chans,
             img_size=meta.preprocessing.img_size,
+            class_names=meta.classes,
+            load_descriptions=False,
             **meta.model_overrides,
         )
     except HnfError as err:

@@ -182,7 +182,9 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     )
 
     # model, optimizer, schedule
-    model = build_classifier(config.model, len(run.classes), img_size=config.img_size, **config.model_overrides).to(device)
+    model = build_classifier(
+        config.model, len(run.classes), img_size=config.img_size, class_names=run.classes, **config.model_overrides
+    ).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999))
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch

@@ -1,0 +1,182 @@
+"""HNF-LLM: the HNF backbone fused with LLM-written class descriptions (DESIGN.md 2.2-2.3).
+
+Image side: the HNF backbone's image embedding e (B, d) and per-scale vectors p_s (B, d).
+Text side: the projected token embeddings of every description of every class (T tokens, d),
+the same for every image, so no label reaches the input.
+
+Cross-modal attention, H heads of width d_h = d / H, queries Q = [e; p_1; ...; p_S] (B, 1+S, d),
+keys and values from the T text tokens (padding masked)::
+
+    A = softmax((LN(Q) W_q)(X W_k)^T / sqrt(d_h)),   Z = (A X W_v) W_o,   z = mean_rows(Z)
+
+The keys and values are projected once per forward and broadcast over the batch (the text does
+not depend on the image), so their cost does not grow with the batch.
+
+Head: ``logits = MLP(LN([e; z])) + s * cos(W_i e, t_c)``: an MLP classifier on the image
+embedding and the attended text, plus the auxiliary CLIP-style head scoring the image
+embedding against each class's pooled text embedding t_c with a learned temperature s.
+
+Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
+parts are built); ``use_cross_attention=False`` replaces z by the mean of all text tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from timm.layers import Mlp
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from hnf.models.config import ConfigError, HNFConfig
+from hnf.models.hnf import HNF, HNFFeatures
+from hnf.models.registry import register_model
+
+
+@dataclass(frozen=True)
+class HNFLLMConfig(HNFConfig):
+    """The backbone's fields plus the language branch's.
+
+    Language branch:
+        use_text: False drops every text part (the HNF backbone alone, with this head).
+        use_cross_attention: False pools the text tokens instead of attending over them.
+        text_encoder: Hugging Face name or folder (e.g. what ``hnf text pretrain`` wrote); None is
+            the packaged all-MiniLM-L6-v2 (offline).
+        text_finetune: ``"frozen"`` (only the projection to width d learns; the encoder's states
+            are computed once), ``"all"``, or ``"last:n"``. Frozen is the CPU default: fine-tuning
+            runs the encoder over every description at every step.
+        text_max_length: tokens per encoder window (longer descriptions are windowed, not cut).
+        descriptions: a descriptions JSON (``hnf describe``); None takes the shipped corpus.
+        fusion_heads: heads of the cross-modal attention.
+        classifier_ratio: hidden width of the classifier MLP as a multiple of its input.
+        cosine_scale_init: initial temperature s of the auxiliary cosine head.
+    """
+
+    use_text: bool = True
+    use_cross_attention: bool = True
+    text_encoder: str | None = None
+    text_finetune: str = "frozen"
+    text_max_length: int = 128
+    descriptions: str | None = None
+    fusion_heads: int = 4
+    classifier_ratio: float = 1.0
+    cosine_scale_init: float = 10.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embed_dim % self.fusion_heads:
+            raise ConfigError("embed_dim must be divisible by fusion_heads")
+
+    def backbone_config(self) -> HNFConfig:
+        return HNFConfig(**{name: getattr(self, name) for name in HNFConfig.field_names()})
+
+
+@register_model
+def hnf_llm_small() -> HNFLLMConfig:
+    """``hnf_small`` fused with the frozen packaged all-MiniLM-L6-v2 (CPU default)."""
+    return HNFLLMConfig()
+
+
+@register_model
+def hnf_llm_base() -> HNFLLMConfig:
+    """``hnf_base`` fused with the text encoder, its last two layers fine-tuned (GPU)."""
+    from hnf.models.hnf import hnf_base
+
+    return HNFLLMConfig(**{**vars(hnf_base()), "text_finetune": "last:2", "fusion_heads": 6})
+
+
+class CrossModalAttention(nn.Module):
+    """Image queries attend over all text tokens (see the module docstring for the math)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, queries: Tensor, text: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
+        """queries (B, Q, d), text (T, d), padding (T,) True where padded -> (B, Q, d), attention (B, Q, T)."""
+        batch, count, dim = queries.shape
+        head_dim = dim // self.heads
+        q = self.q(self.norm(queries)).view(batch, count, self.heads, head_dim).transpose(1, 2)
+        k, v = self.kv(text).view(-1, 2, self.heads, head_dim).permute(1, 2, 0, 3)  # (H, T, dh) each
+        scores = torch.einsum("bhqc,htc->bhqt", q, k) * head_dim**-0.5
+        scores = scores.masked_fill(padding.view(1, 1, 1, -1), float("-inf"))
+        attention = scores.softmax(dim=-1)
+        mixed = torch.einsum("bhqt,htc->bhqc", attention, v).transpose(1, 2).reshape(batch, count, dim)
+        return self.out(mixed), attention.mean(dim=1)
+
+
+class HNFLLM(nn.Module):
+    """HNF backbone + text encoder + cross-modal attention + classifier (+ cosine head).
+
+    ``class_names`` fixes the class order; descriptions for them come from ``descriptions`` (a
+    ``{class: [text, ...]}`` mapping), else from ``config.descriptions`` or the shipped corpus.
+    ``load_descriptions=False`` skips that (a checkpoint's state dict brings its own).
+    """
+
+    def __init__(
+        self,
+        config: HNFLLMConfig,
+        class_names: list[str],
+        descriptions: dict[str, list[str]] | None = None,
+        load_descriptions: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(class_names) != config.num_classes:
+            config = replace(config, num_classes=len(class_names))
+        self.cfg = config
+        self.class_names = list(class_names)
+        self.backbone = HNF(config.backbone_config())
+        self.backbone.head = nn.Identity()  # the fused head below classifies
+        dim = config.embed_dim
+        fused = dim
+        if config.use_text:
+            from hnf.models.text_encoder import TextEncoder
+
+            self.text = TextEncoder(dim, config.text_encoder, finetune=config.text_finetune, max_length=config.text_max_length)
+            if load_descriptions:
+                self.text.set_descriptions(descriptions or self._descriptions(), self.class_names)
+            self.cross = CrossModalAttention(dim, config.fusion_heads) if config.use_cross_attention else None
+            self.image_proj = nn.Linear(dim, dim)
+            self.cosine_scale = nn.Parameter(torch.tensor(float(config.cosine_scale_init)).log())
+            fused = 2 * dim
+        self.classifier = nn.Sequential(
+            nn.LayerNorm(fused),
+            nn.Dropout(config.drop_rate),
+            Mlp(fused, int(fused * config.classifier_ratio), config.num_classes),
+        )
+
+    def _descriptions(self) -> Any:
+        from hnf.text.describe import load_or_offline
+
+        return load_or_offline(self.cfg.descriptions, self.class_names)
+
+    def forward_features(self, x: Tensor) -> HNFFeatures:
+        return self.backbone.forward_features(x)
+
+    def forward(self, x: Tensor, return_explain: bool = False) -> Tensor | tuple[Tensor, HNFFeatures]:
+        features = self.backbone.forward_features(x)
+        embedding = features.embedding
+        if not self.cfg.use_text:
+            logits = self.classifier(embedding)
+            return (logits, features) if return_explain else logits
+        text = self.text()
+        tokens, padding = text.keys()
+        tokens = tokens.to(embedding.dtype)
+        if self.cross is not None:
+            queries = torch.stack([embedding, *features.pooled], dim=1)
+            attended, _ = self.cross(queries, tokens, padding)
+            context = attended.mean(dim=1)
+        else:
+            keep = (~padding).to(tokens.dtype).unsqueeze(1)
+            context = ((tokens * keep).sum(0) / keep.sum()).expand_as(embedding)
+        logits = self.classifier(torch.cat([embedding, context], dim=1))
+        image = F.normalize(self.image_proj(embedding), dim=-1)
+        classes = F.normalize(text.pooled.to(image.dtype), dim=-1)
+        logits = logits + self.cosine_scale.exp() * image @ classes.t()
+        return (logits, features) if return_explain else logits

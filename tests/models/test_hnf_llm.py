@@ -1,0 +1,69 @@
+"""HNF-LLM fusion: no label in the input, class-order equivariance, ablation switches, gradients."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from hnf.models import HNFLLM, create_model, get_config
+from hnf.text.describe import load_or_offline
+
+CLASSES = ["Nanowires", "Particles", "Fibres", "Tips"]
+TINY = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=(16, 32), img_size=64, text_max_length=64)
+
+
+@pytest.fixture(scope="module")
+def model() -> HNFLLM:
+    torch.manual_seed(0)
+    return create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **TINY).eval()
+
+
+def test_text_input_is_the_same_for_every_image(model: HNFLLM) -> None:
+    images = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        batch = model(images)
+        alone = torch.cat([model(image[None]) for image in images])
+        first, second = model.text(), model.text()
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+    assert torch.equal(first.tokens, second.tokens)
+    assert model.text.classes == CLASSES
+
+
+def test_permuting_the_class_order_permutes_the_logits_only(model: HNFLLM) -> None:
+    permutation = [2, 0, 3, 1]
+    permuted = copy.deepcopy(model)
+    texts = load_or_offline(None, CLASSES).texts_by_class(CLASSES)
+    permuted.text.set_descriptions({CLASSES[i]: texts[CLASSES[i]] for i in permutation}, [CLASSES[i] for i in permutation])
+    head = permuted.classifier[-1].fc2
+    with torch.no_grad():
+        head.weight.copy_(head.weight[permutation])
+        head.bias.copy_(head.bias[permutation])
+        images = torch.randn(2, 1, 64, 64)
+        expected = model(images)[:, permutation]
+        torch.testing.assert_close(permuted(images), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("switches", "absent"),
+    [({}, ()), ({"use_cross_attention": False}, ("cross.",)), ({"use_text": False}, ("text.", "cross.", "image_proj", "cosine_scale"))],
+)
+def test_switches_remove_parts_and_every_trainable_parameter_learns(switches: dict, absent: tuple[str, ...]) -> None:
+    torch.manual_seed(0)
+    model = create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **{**TINY, **switches})
+    model(torch.randn(2, 1, 64, 64)).logsumexp(1).sum().backward()
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in absent:
+        assert not any(name.startswith(prefix) for name in names), prefix
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert all(n.startswith("text.encoder.") for n in frozen)
+
+
+def test_config_fields_and_registry() -> None:
+    config = get_config("hnf_llm_base")
+    assert config.embed_dim == 384 and config.text_finetune == "last:2"
+    with pytest.raises(Exception, match="unknown config field"):
+        get_config("hnf_llm_small", no_such_field=1)
