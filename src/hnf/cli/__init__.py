@@ -10,6 +10,7 @@ import typer
 from hnf.cli.data_commands import data_app
 from hnf.cli.demo_command import demo
 from hnf.cli.model_commands import model_app
+from hnf.cli.predict_commands import export_app, predict_command, serve_command
 from hnf.cli.text_commands import describe, text_app
 from hnf.cli.train_commands import ablate_command, baselines_command, cv_command, evaluate_command, train_command
 
@@ -29,6 +30,9 @@ app.command("baselines", help="Train timm baselines under the same protocol and 
 app.command("demo", help="Run the main job on built-in synthetic micrographs (no download).")(demo)
 app.command("describe", help="Write class descriptions with an LLM (openai, local) or take them from the shipped corpus (offline).")(describe)
 app.add_typer(text_app, name="text", help="The small language model: domain-adaptive masked-LM pretraining.")
+app.command("predict", help="Classify micrographs (files, folders, globs) with a checkpoint; --explain draws where it looked.")(predict_command)
+app.add_typer(export_app, name="export", help="Export a checkpoint (ONNX).")
+app.command("serve", help="Serve a checkpoint: REST API and a web page for dragging micrographs.")(serve_command)
 
 
 def main() -> None:

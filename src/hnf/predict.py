@@ -1,0 +1,271 @@
+"""Predict with a trained checkpoint: load it once, prepare images exactly as training did, batch.
+
+Preprocessing is the evaluation pipeline of training (DESIGN.md section 4), driven by the
+checkpoint's ``preprocessing`` record: decode with :func:`hnf.data.reading.read_micrograph`
+(information band found and cut when ``crop_band``), resize the short side to ``resize`` with
+:func:`hnf.data.torch_dataset.resize_short_side`, centre crop ``img_size``, scale to [0, 1] and
+normalise with the checkpoint's ``mean`` and ``std`` (the grey channel repeated when the model
+takes ``in_chans`` > 1).
+
+:class:`Predictor` is safe to share between threads: every call works on its own tensors and the
+model's forward pass runs under a lock, so concurrent callers never see each other's results.
+An unreadable image gives a :class:`Prediction` with ``error`` set; the others go on.
+"""
+
+from __future__ import annotations
+
+import glob
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hnf.data.band import Band
+from hnf.data.reading import is_image_path, read_micrograph
+from hnf.data.torch_dataset import resize_short_side
+from hnf.errors import HnfError, ImageReadError
+from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Prepared:
+    """One decoded image ready for the model: ``tensor`` (C, S, S) normalised, ``view`` the
+    centre crop the model sees as float (S, S) in [0, 1], the band-cut grey image and the file's
+    size, mode and band."""
+
+    tensor: torch.Tensor
+    view: np.ndarray
+    grey: np.ndarray
+    width: int
+    height: int
+    mode: str
+    band: Band | None
+
+
+@dataclass
+class Prediction:
+    """The result for one image; ``error`` is set (and ``top_k`` empty) when it could not be read."""
+
+    path: str
+    top_k: list[dict[str, Any]] = field(default_factory=list)
+    probs: np.ndarray | None = None
+    band: Band | None = None
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    explanation: Any = None
+    prepared: Prepared | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The row written by ``hnf predict --out F.json``: path, top_k, band, error."""
+        return {
+            "path": self.path,
+            "top_k": [{"class": e["class"], "prob": e["prob"]} for e in self.top_k],
+            "band": self.band.as_dict() if self.band is not None else None,
+            "error": self.error,
+        }
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder of ``hnf train`` holding ``checkpoint/``."""
+    path = Path(path)
+    nested = path / "checkpoint"
+    if not (path / "checkpoint.json").exists() and (nested / "checkpoint.json").exists():
+        return nested
+    return path
+
+
+def collect_inputs(items: Sequence[str | Path]) -> tuple[list[Path], list[Prediction]]:
+    """Expand files, folders (recursively: files with an image extension) and glob patterns.
+
+    Returns the image paths in order (duplicates dropped) and an error row for each item that
+    names nothing (missing file, empty folder, pattern without matches).
+    """
+    paths: list[Path] = []
+    problems: list[Prediction] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            paths.append(path)
+
+    for item in items:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
+            if not found:
+                problems.append(Prediction(text, error=f"{text}: folder holds no image files"))
+            for p in found:
+                add(p)
+        elif path.exists():
+            add(path)
+        elif _GLOB_CHARS & set(text):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            files = [p for p in found if p.is_file() and is_image_path(p)]
+            for p in found:
+                if p.is_dir():
+                    files.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_image_path(q)))
+            if not files:
+                problems.append(Prediction(text, error=f"{text}: no image files match this pattern"))
+            for p in files:
+                add(p)
+        else:
+            problems.append(Prediction(text, error=f"{text}: no such file or folder"))
+    return paths, problems
+
+
+def top_k_entries(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """``[{"class", "prob"}]`` of the ``k`` most probable classes, most probable first."""
+    order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(classes)))]
+    return [{"class": classes[i], "prob": float(probs[i])} for i in order]
+
+
+def prepare_grey(grey: np.ndarray, pre: Preprocessing) -> tuple[torch.Tensor, np.ndarray]:
+    """The evaluation pipeline of training for a band-cut grey image in [0, 1]: short side to
+    ``pre.resize``, centre crop ``pre.img_size``, ``(x - mean) / std``, channels repeated to
+    ``in_chans``. Returns the model input (C, S, S) and the crop in [0, 1] (S, S)."""
+    image = resize_short_side(grey, pre.resize)
+    size = pre.img_size
+    if min(image.shape[1:]) < size:  # a resize below the crop size: grow to the crop size
+        image = resize_short_side(image[0].float().numpy() / 255.0, size)
+    _, height, width = image.shape
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    crop = image[:, top : top + size, left : left + size].float() / 255.0
+    tensor = (crop - pre.mean) / pre.std
+    if pre.in_chans > 1:
+        tensor = tensor.expand(pre.in_chans, -1, -1).contiguous()
+    return tensor, crop[0].numpy()
+
+
+class Predictor:
+    """A model and its checkpoint metadata, ready to classify micrographs."""
+
+    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.classes = list(meta.classes)
+        self.pre = meta.preprocessing
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """Load a checkpoint folder (safetensors + JSON; errors name the problem)."""
+        model, meta = load_checkpoint(resolve_checkpoint(path), map_location=device)
+        return cls(model, meta, device)
+
+    @property
+    def model_name(self) -> str:
+        return self.meta.model
+
+    # -- preprocessing -------------------------------------------------------------------------
+
+    def prepare_grey(self, grey: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Normalised model input (C, S, S) and the [0, 1] crop it came from, for a grey image."""
+        return prepare_grey(grey, self.pre)
+
+    def prepare(self, path: str | Path) -> Prepared:
+        """Decode one file and prepare it; raises :class:`ImageReadError` naming the file."""
+        micrograph = read_micrograph(path, crop_band=self.pre.crop_band)
+        if micrograph.grey.shape[0] < 1 or micrograph.grey.shape[1] < 1:
+            raise ImageReadError(path, "no image rows left above the information band")
+        tensor, view = self.prepare_grey(micrograph.grey)
+        return Prepared(tensor, view, micrograph.grey, micrograph.width, micrograph.height,
+                        micrograph.mode, micrograph.band)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """Class probabilities (B, C) of a batch of prepared tensors."""
+        with self._lock:
+            logits = self.model(batch.to(self.device))
+        return logits.float().softmax(-1).cpu().numpy()
+
+    def explain(self, batch: torch.Tensor) -> tuple[np.ndarray, list[Any]]:
+        """Probabilities and one :class:`hnf.explain.Explanation` per image of the batch."""
+        from hnf.explain import explain_batch
+
+        with self._lock:
+            probs, explanations = explain_batch(self.model, batch.to(self.device))
+        return probs, explanations
+
+    def predict_prepared(self, items: Sequence[Prepared], names: Sequence[str], top_k: int = 5,
+                         explain: bool = False) -> list[Prediction]:
+        """Predictions for already prepared images (one forward pass for all of them)."""
+        if not items:
+            return []
+        batch = torch.stack([p.tensor for p in items])
+        if explain:
+            probs, explanations = self.explain(batch)
+        else:
+            probs, explanations = self.probabilities(batch), [None] * len(items)
+        return [
+            Prediction(str(name), top_k_entries(row, self.classes, top_k), row, item.band, None,
+                       item.width, item.height, item.mode, explanation, item)
+            for name, item, row, explanation in zip(names, items, probs, explanations)
+        ]
+
+    def predict_files(
+        self,
+        paths: Iterable[str | Path],
+        top_k: int = 5,
+        batch_size: int = 16,
+        explain: bool = False,
+        on_image: Callable[[Prediction], None] | None = None,
+        workers: int = 2,
+    ) -> Iterator[Prediction]:
+        """Predict every file, in order, ``batch_size`` at a time; decoding runs in ``workers``
+        threads while the model works. An unreadable file yields a row with ``error``."""
+        paths = [Path(p) for p in paths]
+        batch_size = max(1, batch_size)
+
+        def load(path: Path) -> Prepared | str:
+            try:
+                return self.prepare(path)
+            except ImageReadError as err:
+                return str(err)
+            except (HnfError, ValueError, OSError, MemoryError) as err:  # anything else a file can cause
+                return f"{path}: cannot prepare image ({err})"
+
+        chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            pending = pool.map(lambda chunk: [load(p) for p in chunk], chunks)
+            for chunk, loaded in zip(chunks, pending):
+                good = [(p, item) for p, item in zip(chunk, loaded) if isinstance(item, Prepared)]
+                results = iter(self.predict_prepared([i for _, i in good], [str(p) for p, _ in good],
+                                                     top_k, explain))
+                for path, item in zip(chunk, loaded):
+                    row = Prediction(str(path), error=item) if isinstance(item, str) else next(results)
+                    if on_image is not None:
+                        on_image(row)
+                    yield row
+
+
+def flops_per_image(model: torch.nn.Module, in_chans: int, img_size: int) -> int:
+    """FLOPs of one 1 x C x S x S image as ``hnf model info`` counts them (FlopCounterMode,
+    a multiply-add counts 2): :func:`hnf.models.info.model_report` for HNF models, the same
+    counter over the whole forward pass for others."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hnf.models.hnf import HNF
+    from hnf.models.info import model_report
+
+    if isinstance(model, HNF):
+        return int(model_report(model, img_size)["flops"])
+    x = torch.zeros(1, in_chans, img_size, img_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(x)
+    return int(counter.get_total_flops())
+
