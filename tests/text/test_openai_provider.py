@@ -171,3 +171,16 @@ def test_cli_never_shows_or_stores_the_key(fake_openai, tmp_path, monkeypatch, c
     data = json.loads(out.read_text())
     assert data["descriptions"][0]["base_url"] == fake_openai.base_url
     assert "api_key" not in json.dumps(data)
+
+
+def test_unreachable_server_is_retried_then_reported():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    delays: list[float] = []
+    p = OpenAIProvider("m", f"http://127.0.0.1:{port}/v1", api_key=KEY, sleep=delays.append, max_retries=2, timeout=2)
+    with pytest.raises(ProviderError, match="gave up after 3 attempts \\(APIConnectionError\\)"):
+        p.generate("s", "u")
+    assert len(delays) == 2

@@ -116,6 +116,9 @@ def test_default_encoder_is_the_packaged_minilm():
     with torch.no_grad():
         f = enc.eval()()
     assert f.tokens.shape[0] == 2 and f.pooled.shape == (2, 32)
+    # a DescriptionSet works directly, in the class order asked for
+    enc.set_descriptions(offline_descriptions(["Tips", "Nanowires"]), classes=["nanowires", "tips"])
+    assert enc.classes == ["nanowires", "tips"] and len(enc.texts[0]) == 3
 
 
 def test_errors(tiny_bert_dir, tmp_path):
