@@ -149,7 +149,7 @@ def main() -> None:
         proc = subprocess.run([sys.executable, __file__, "--worker", name, "--iters",
                                str(args.iters)], capture_output=True, text=True, check=True)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"{name}: done", file=sys.stderr, flush=True)
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     # the matmul peak once more at the end: the machine is shared, keep the higher value
     peak = {k: max(v, matmul_peak(args.iters)[k]) for k, v in peak.items()}
     print(report(results, peak))
