@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -12,14 +11,8 @@ import torch
 from hnf.data.synth import write_synthetic_dataset
 
 
-def _support() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_hnf_support_loader", Path(__file__).with_name("support.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load()
-
-
-support = _support()
+sys.path.insert(0, str(Path(__file__).parent))
+import predict_support as support  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

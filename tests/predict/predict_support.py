@@ -1,4 +1,5 @@
-"""Test support shared by tests/predict and tests/serve (loaded by path with :func:`load`):
+"""Test support shared by tests/predict and tests/serve (their conftests put this folder on
+``sys.path``, so tests ``import predict_support``):
 a small seeded checkpoint, and files a lab really produces, good and bad, for the fuzz tests
 (:func:`lab_files` draws ``(filename, bytes, readable)``; ``readable`` says whether hnf must
 decode it).
@@ -10,10 +11,7 @@ import io
 import struct
 import zlib
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
@@ -26,17 +24,6 @@ from hnf.train.checkpoint import CheckpointMeta, Preprocessing, save_checkpoint
 
 TINY = {"embed_dim": 48, "num_heads": 2, "readout_heads": 2}
 """hnf_small's structure (three scales, ODE, graph, gate) at a fraction of its width: fast tests."""
-
-
-def load() -> ModuleType:
-    """This module, imported once by path (the tests use ``--import-mode=importlib``)."""
-    name = "hnf_tests_predict_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def make_checkpoint(directory: Path, name: str = "hnf_small", overrides: dict | None = None,
@@ -105,6 +92,19 @@ def cmyk(seed: int, fmt: str) -> bytes:
 def palette_png(seed: int) -> bytes:
     rgb = Image.fromarray((np.stack([texture(seed)] * 3, -1) * 255).astype(np.uint8), "RGB")
     return _encode(rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG")
+
+
+def one_of_each() -> list[tuple[str, bytes, bool]]:
+    """One file of every kind :func:`lab_files` draws (explicit examples for the fuzz tests)."""
+    data = jpeg(7)
+    return [
+        ("cut.jpg", data[: len(data) // 2], False), ("noise.tif", bytes(range(256)) * 3, False),
+        ("magic.jpg", b"\xff\xd8\xff" + b"\x00" * 40, False), ("empty.tif", b"", False),
+        ("bomb.png", png_huge_header(100_000, 100_000), False), ("bomb.bmp", bmp_huge_header(60_000, 60_000), False),
+        ("sixteen.tif", tiff16(1), True), ("float.tiff", tiff_float(2), True), ("cmyk.jpg", cmyk(3, "JPEG"), True),
+        ("cmyk.tif", cmyk(4, "TIFF"), True), ("palette.png", palette_png(5), True),
+        ("notes.png", b"magnification 5000x\n" * 3, False),
+    ]
 
 
 @st.composite
