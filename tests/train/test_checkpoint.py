@@ -69,3 +69,18 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "empty" / "checkpoint.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"unreadable checkpoint metadata"):
         load_checkpoint(tmp_path / "empty")
+
+
+def test_text_fused_model_round_trips_with_its_descriptions(tmp_path: Path) -> None:
+    classes = ["Nanowires", "Particles"]
+    tiny = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=[16, 32], text_max_length=64)
+    model = build_classifier("hnf_llm_small", 2, img_size=64, class_names=classes, **tiny).eval()
+    meta = CheckpointMeta(model="hnf_llm_small", classes=classes, model_overrides=tiny)
+    meta.preprocessing.img_size = 64
+    save_checkpoint(tmp_path / "ckpt", model, meta)
+    saved = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert any("Nanowires" in json.dumps(value) for value in saved["extra_state"].values())
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")
+    images = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(images), loaded.eval()(images))

@@ -3,7 +3,8 @@
 A checkpoint is a folder::
 
     checkpoint.json                  format, hnf version, model name and overrides, classes,
-                                     preprocessing, epoch, and the weights file's name and SHA-256
+                                     preprocessing, epoch, the weights file's name and SHA-256,
+                                     and non-tensor module state (e.g. the class descriptions)
     model-e<epoch>-s<step>.safetensors  the model's weights
     train-e<epoch>-s<step>.safetensors  optimizer tensors and RNG states (for --resume only)
     train-e<epoch>-s<step>.json         optimizer hyper-parameters, step counters, Python/NumPy RNG
@@ -65,6 +66,7 @@ class CheckpointMeta:
     weights: str = ""
     weights_sha256: str = ""
     train_state: str | None = None
+    extra_state: dict[str, Any] = field(default_factory=dict)
     hnf_version: str = __version__
     format: str = CHECKPOINT_FORMAT
 
@@ -125,7 +127,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tag = f"e{meta.epoch:04d}-s{meta.step:08d}"
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    weights = {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    meta.extra_state = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
     payload = save(weights)
     meta.weights = f"model-{tag}.safetensors"
     meta.weights_sha256 = _sha256(payload)
@@ -197,11 +201,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     except HnfError as err:
         raise CheckpointError(f"{directory}: cannot rebuild model {meta.model!r} ({err})") from None
-    weights = _read_weights(directory, meta)
+    weights: dict[str, Any] = {**_read_weights(directory, meta), **meta.extra_state}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
-    wrong_shape = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    wrong_shape = [
+        k for k, v in expected.items()
+        if isinstance(v, torch.Tensor) and k in weights and getattr(weights[k], "shape", None) != v.shape
+    ]
     if missing or unexpected or wrong_shape:
         details = "; ".join(
             part
