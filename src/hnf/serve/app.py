@@ -26,6 +26,7 @@ lock on per-request tensors; the app holds no mutable state besides read-only me
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -145,8 +146,13 @@ def _check_pixels(data: bytes, filename: str, max_pixels: int) -> None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-    except Image.DecompressionBombError as err:
-        raise UploadError(413, f"{filename}: refused as a decompression bomb ({err})") from None
+    except Image.DecompressionBombError as err:  # PIL refuses to open beyond twice its own limit
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        declared = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise UploadError(
+            413, f"{filename}: refused as a decompression bomb (its header declares {declared}; "
+            f"the limit is {max_pixels:,} pixels)"
+        ) from None
     except Exception:  # noqa: BLE001 - undecodable headers are reported by the reader below
         return
     if width * height > max_pixels:
