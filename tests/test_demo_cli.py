@@ -1,4 +1,4 @@
-"""``hnf demo`` end to end on a small synthetic set."""
+"""``hnf demo`` end to end on a small synthetic set (the full demo is `make demo`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from typer.testing import CliRunner
 from hnf.cli import app
 
 
-def test_demo_writes_report_and_checks_bands(tmp_path: Path) -> None:
+def test_demo_trains_the_text_fused_model_and_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--per-class", "4", "--size", "128", "--band-prob", "0.5"])
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--per-class", "5", "--size", "128", "--band-prob", "0.5", "--epochs", "1", "--mlm-epochs", "0"]
+    )
     assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
-    assert len(report["classes"]) == 10 and all(count == 4 for count in report["classes"].values())
-    assert (out / "contact_sheet.png").stat().st_size > 10_000
+    report = out / "report"
+    data = json.loads((report / "data_report.json").read_text())
+    assert len(data["classes"]) == 10 and all(count == 5 for count in data["classes"].values())
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["model"] == "hnf_llm_small" and len(metrics["classes"]) == 10
+    for name in ("contact_sheet.png", "confusion.png", "curves.png", "predictions.png"):
+        assert (report / name).stat().st_size > 5_000, name
     assert "band detector against the generator's truth" in result.output
-    assert f"report: {out / 'report.json'}" in result.output.replace("\n", "")
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("demo report: ") and f"top-1 {metrics['top1']:.4f}" in last

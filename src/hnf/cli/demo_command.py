@@ -117,7 +117,7 @@ def demo(
         f"held-out top-1 {top1:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}"
     )
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
-    console.print(f"demo report: {report_dir}  top-1 {top1:.4f}")
+    console.print(f"demo report: {report_dir}  top-1 {top1:.4f}", soft_wrap=True)
 
 
 def _language_branch(out: Path, report_dir: Path, mlm_epochs: int, seed: int) -> dict:
