@@ -47,7 +47,7 @@ def print_metrics(metrics: dict, title: str) -> None:
 
 
 def train_command(
-    data: Annotated[Path, typer.Option(help="Dataset folder (one subfolder per class) or CSV manifest.")],
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (one subfolder per class) or CSV manifest.")] = None,
     model: Annotated[str, typer.Option(help="hnf model (hnf_small, ...) or a timm model name.")] = "hnf_small",
     out: Annotated[Path, typer.Option(help="Run folder (checkpoint, metrics, curves).")] = Path("runs/run"),
     epochs: Annotated[int, typer.Option(min=1)] = 30,
@@ -67,8 +67,10 @@ def train_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train a model; writes checkpoint/, metrics.jsonl, metrics.json (test side), curves and confusion matrix."""
+    if data is None and not resume:
+        raise typer.BadParameter("give the dataset with --data (or --resume an existing run)", param_hint="--data")
     config = TrainConfig(
-        data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
+        data=str(data or ""), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
         batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,

@@ -146,6 +146,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     run_dir = Path(config.out)
     say = console.print if context.is_main else (lambda *args, **kwargs: None)
     if resume:
+        if not (run_dir / "config.json").is_file() or not (run_dir / "checkpoint").is_dir():
+            raise HnfError(f"{run_dir}: no run to resume (expected config.json and checkpoint/ there)")
         saved = json.loads((run_dir / "config.json").read_text())
         config = TrainConfig(**{**saved, "epochs": config.epochs})
     elif (run_dir / "checkpoint").exists():
