@@ -108,6 +108,46 @@ def export_friendly() -> Iterator[None]:
             layer.F, graph.knn_graph = saved
 
 
+@contextlib.contextmanager
+def frozen_text_features(model: torch.nn.Module) -> Iterator[int]:
+    """Compute every text encoder's features once (eval, no grad) and have the encoder return
+    those tensors while tracing, so they enter the graph as constants; yields how many."""
+    try:
+        from hnf.models.text_encoder import TextEncoder
+    except ImportError:  # pragma: no cover - no language branch in this build
+        yield 0
+        return
+    encoders = [m for m in model.modules() if isinstance(m, TextEncoder)]
+    for encoder in encoders:
+        encoder.eval()
+        with torch.no_grad():
+            features = encoder()
+        encoder.forward = lambda features=features: features  # instance attribute: the baked features
+    try:
+        yield len(encoders)
+    finally:
+        for encoder in encoders:
+            del encoder.forward
+
+
+@contextlib.contextmanager
+def without_extra_state(model: torch.nn.Module) -> Iterator[None]:
+    """Hide ``get_extra_state`` (e.g. the text encoder's descriptions, a dict) from the tracer,
+    which expects only tensors in the state dict; the classes are restored afterwards."""
+    swapped = []
+    for module in model.modules():
+        cls = type(module)
+        if getattr(cls, "get_extra_state", torch.nn.Module.get_extra_state) is not torch.nn.Module.get_extra_state:
+            plain = type(cls.__name__, (cls,), {"get_extra_state": torch.nn.Module.get_extra_state})
+            module.__class__ = plain
+            swapped.append((module, cls))
+    try:
+        yield
+    finally:
+        for module, cls in swapped:
+            module.__class__ = cls
+
+
 @dataclass
 class ExportReport:
     path: str
@@ -149,7 +189,8 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
     try:
         with torch.no_grad():
             wrapper(example)  # fills eval-time caches (text features) before tracing
-        with export_friendly(), warnings.catch_warnings(), torch.no_grad():
+        with export_friendly(), frozen_text_features(model), without_extra_state(model), \
+                warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,

@@ -33,8 +33,9 @@ def make_checkpoint(directory: Path, name: str = "hnf_small", overrides: dict | 
     torch.manual_seed(seed)
     pre = preprocessing or Preprocessing()
     overrides = dict(TINY if overrides is None else overrides)
+    extra = {"class_names": list(SYNTH_CLASSES)} if name.startswith("hnf_llm") else {}
     model = build_classifier(name, num_classes=len(SYNTH_CLASSES), in_chans=pre.in_chans,
-                             img_size=pre.img_size, **overrides)
+                             img_size=pre.img_size, **extra, **overrides)
     with torch.no_grad():
         last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
         last.weight.mul_(sharpen)

@@ -14,10 +14,14 @@ from typer.testing import CliRunner
 
 from hnf.cli import app
 from hnf.cli.predict_commands import synthetic_batch
-from hnf.export import adaptive_avg_pool2d_static, compare_with_torch, knn_graph_out_of_place, onnx_logits
+from hnf.data.synth.writer import synth_image
+from hnf.explain import explain_batch
+from hnf.export import (adaptive_avg_pool2d_static, compare_with_torch, export_model, knn_graph_out_of_place,
+                        onnx_logits)
+from hnf.models.factory import build_classifier
 from hnf.models.graph import knn_graph
-from hnf.predict import Predictor
-from hnf.train.checkpoint import Preprocessing
+from hnf.predict import Predictor, prepare_grey
+from hnf.train.checkpoint import CheckpointMeta, Preprocessing
 
 runner = CliRunner()
 
@@ -72,3 +76,21 @@ def test_export_of_a_broken_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "onnx", "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "no such checkpoint" in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow
+def test_text_fused_model_exports_with_text_features_as_constants(tmp_path: Path) -> None:
+    """hnf_llm_small (small width): the text side is computed once and baked into the graph, so
+    the file holds no text encoder; logits still match PyTorch, and it is explained like HNF."""
+    pytest.importorskip("transformers")
+    overrides = {"embed_dim": 48, "num_heads": 2, "readout_heads": 2, "fusion_heads": 2}
+    torch.manual_seed(0)
+    classes = ["Nanowires", "Particles", "Porous_Sponge"]
+    model = build_classifier("hnf_llm_small", num_classes=3, class_names=classes, **overrides).eval()
+    meta = CheckpointMeta("hnf_llm_small", classes, overrides)
+    out = export_model(model, meta, tmp_path / "llm.onnx")
+    images = torch.stack([prepare_grey(synth_image(5, c, 0, 256)[0], meta.preprocessing)[0] for c in (4, 5, 7)])
+    assert compare_with_torch(out, model, images) < 1e-3
+    assert out.stat().st_size < 20e6  # MiniLM alone is ~90 MB: it is not in the graph
+    _, explanations = explain_batch(model, images[:1])
+    assert explanations[0].method == "hnf" and len(explanations[0].scales) == 3
