@@ -23,10 +23,13 @@ torchdiffeq's fixed-step solvers (rk4, Euler, midpoint) unroll into plain operat
 becomes ONNX ``TopK``; the adjoint method is only for training and does not change the forward
 pass.
 
-Class-text features: a model with a language branch computes its text side from the class
-descriptions once in eval mode and caches it (:class:`hnf.models.text_encoder.TextEncoder`). The
-export runs one forward pass before tracing, so the trace sees the cached tensors and bakes them
-into the graph as constants: the ONNX file needs no text encoder, tokenizer or descriptions.
+Class-text features: a model with a language branch (``hnf_llm_*``) computes its text side from
+the class descriptions, the same for every image. The export computes each
+:class:`hnf.models.text_encoder.TextEncoder`'s features once and has the encoder return those
+tensors while tracing, so they enter the graph as constants: the ONNX file holds no text encoder,
+tokenizer or descriptions (``hnf_llm_small``'s file is the size of its vision side). The tracer
+also reads the state dict, whose text-encoder entry carries the descriptions as a dict (extra
+state); that entry is hidden from it while tracing.
 """
 
 from __future__ import annotations
