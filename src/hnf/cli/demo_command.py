@@ -64,10 +64,10 @@ def _scales_for(img_size: int) -> list[int]:
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data, the run and the report.")] = Path("hnf-demo"),
-    per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 100,
+    per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 60,
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
@@ -130,7 +130,8 @@ def _language_branch(out: Path, report_dir: Path, mlm_epochs: int, seed: int) ->
     overrides: dict = {"descriptions": str(descriptions_path)}
     if mlm_epochs > 0:
         console.print("adapting the text encoder to the descriptions (masked-LM) ...")
-        mlm = pretrain_mlm(descriptions, None, out / "text-encoder", PretrainConfig(epochs=mlm_epochs, seed=seed))
+        brief = PretrainConfig(epochs=mlm_epochs, head_rounds=1, head_steps=40, eval_rounds=1, seed=seed)
+        mlm = pretrain_mlm(descriptions, None, out / "text-encoder", brief)
         atomic_write_json(report_dir / "text_pretrain.json", mlm.to_json())
         console.print(
             f"held-out masked-LM perplexity {mlm.perplexity_before:.2f} -> {mlm.perplexity_after:.2f} "
