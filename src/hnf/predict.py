@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,12 +38,12 @@ _GLOB_CHARS = set("*?[")
 @dataclass
 class Prepared:
     """One decoded image ready for the model: ``tensor`` (C, S, S) normalised, ``view`` the
-    centre crop the model sees as float (S, S) in [0, 1], the band-cut grey image and the file's
-    size, mode and band."""
+    centre crop the model sees as float (S, S) in [0, 1], the band-cut grey image (dropped by
+    ``predict_files`` unless explaining) and the file's size, mode and band."""
 
     tensor: torch.Tensor
     view: np.ndarray
-    grey: np.ndarray
+    grey: np.ndarray | None
     width: int
     height: int
     mode: str
@@ -233,16 +234,25 @@ class Predictor:
 
         def load(path: Path) -> Prepared | str:
             try:
-                return self.prepare(path)
+                prepared = self.prepare(path)
+                if not explain:
+                    prepared.grey = None  # the full image is only needed to draw explanations
+                return prepared
             except ImageReadError as err:
                 return str(err)
             except (HnfError, ValueError, OSError, MemoryError) as err:  # anything else a file can cause
                 return f"{path}: cannot prepare image ({err})"
 
-        chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        chunks = deque(paths[i : i + batch_size] for i in range(0, len(paths), batch_size))
+        ahead = max(1, workers)  # chunks decoded ahead of the model: memory stays bounded
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            pending = pool.map(lambda chunk: [load(p) for p in chunk], chunks)
-            for chunk, loaded in zip(chunks, pending):
+            pending: deque = deque()
+            while chunks or pending:
+                while chunks and len(pending) <= ahead:
+                    chunk = chunks.popleft()
+                    pending.append((chunk, pool.submit(lambda c: [load(p) for p in c], chunk)))
+                chunk, future = pending.popleft()
+                loaded = future.result()
                 good = [(p, item) for p, item in zip(chunk, loaded) if isinstance(item, Prepared)]
                 results = iter(self.predict_prepared([i for _, i in good], [str(p) for p, _ in good],
                                                      top_k, explain))
