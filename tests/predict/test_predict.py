@@ -142,6 +142,18 @@ def test_truncated_checkpoint_gives_a_clear_error(checkpoint: Path, tmp_path: Pa
     assert "truncated or replaced file" in result.output
 
 
+def test_checkpoint_of_another_version_or_architecture_gives_a_clear_error(checkpoint: Path, tmp_path: Path) -> None:
+    for change, message in [({"format": "hnf-checkpoint/99"}, "not an hnf checkpoint of format"),
+                            ({"model_overrides": {"embed_dim": 64, "num_heads": 2, "readout_heads": 2}},
+                             "weights do not fit the architecture")]:
+        copy = tmp_path / f"ckpt-{len(message)}"
+        shutil.copytree(checkpoint, copy)
+        meta = json.loads((copy / "checkpoint.json").read_text())
+        (copy / "checkpoint.json").write_text(json.dumps({**meta, **change}))
+        result = runner.invoke(app, ["predict", str(tmp_path), "--checkpoint", str(copy)])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_run_folder_is_accepted_as_checkpoint(checkpoint: Path, synth_dir: Path) -> None:
     run = checkpoint.parent  # .../ckpt holds checkpoint/, like `hnf train --out RUN`
     predictor = Predictor.from_checkpoint(run)
