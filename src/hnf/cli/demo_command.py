@@ -64,10 +64,10 @@ def _scales_for(img_size: int) -> list[int]:
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data, the run and the report.")] = Path("hnf-demo"),
-    per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 60,
+    per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 16,
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
