@@ -97,7 +97,7 @@ def demo(
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
     config = TrainConfig(
         data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides, epochs=epochs,
-        batch_size=32, lr=2e-3, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        batch_size=32, lr=1e-3, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")
