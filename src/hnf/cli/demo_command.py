@@ -36,6 +36,8 @@ from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
 from hnf.data.torch_dataset import resize_short_side
 from hnf.data.transforms import build_eval_transform
 from hnf.errors import HnfError
+from hnf.text.corpus import offline_descriptions
+from hnf.text.mlm import PretrainConfig, pretrain_mlm
 from hnf.train.checkpoint import load_checkpoint
 from hnf.train.loop import TrainConfig, train
 
@@ -122,9 +124,6 @@ def demo(
 
 def _language_branch(out: Path, report_dir: Path, mlm_epochs: int, seed: int) -> dict:
     """Shipped descriptions of the ten classes, saved; the text encoder briefly adapted to them."""
-    from hnf.text.corpus import offline_descriptions
-    from hnf.text.mlm import PretrainConfig, pretrain_mlm
-
     descriptions = offline_descriptions(list(SYNTH_CLASSES))
     descriptions_path = descriptions.save(out / "descriptions.json")
     overrides: dict = {"descriptions": str(descriptions_path)}

@@ -15,6 +15,16 @@ from rich.table import Table
 from hnf.atomic import atomic_write_json
 from hnf.errors import HnfError
 from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
+from hnf.train.experiments import (
+    REPORTED,
+    ablation_grid,
+    baseline_grid,
+    cross_validate,
+    mean_std,
+    results_table,
+    run_variants,
+    write_report,
+)
 from hnf.train.loop import TrainConfig, train
 
 console = Console()
@@ -136,8 +146,6 @@ Overrides = Annotated[list[str] | None, typer.Option("--set", help="Model config
 
 
 def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: str = "") -> None:
-    from hnf.train.experiments import results_table, write_report
-
     table = results_table(rows, first_column)
     report = write_report(out / "report.md", title, " ".join(["hnf", *sys.argv[1:]]), table + extra)
     console.print(table + extra)
@@ -152,8 +160,6 @@ def cv_command(
     precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
 ) -> None:
     """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
-    from hnf.train.experiments import REPORTED, cross_validate, mean_std
-
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_)
     try:
         rows = cross_validate(config, folds, out)
@@ -175,8 +181,6 @@ def ablate_command(
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
 ) -> None:
     """The ablation grid (full, without text/cross-attention/ODE/graph/sequence/gate, one scale, no exchange)."""
-    from hnf.train.experiments import ablation_grid, run_variants
-
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_)
     try:
         rows = run_variants(ablation_grid(model), config, out)
@@ -193,8 +197,6 @@ def baselines_command(
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto",
 ) -> None:
     """timm resnet18, convnext_atto, vit_tiny_patch16_224 (one grey channel) under the same protocol."""
-    from hnf.train.experiments import baseline_grid, run_variants
-
     config = _experiment_config(data, out, "resnet18", epochs, batch_size, lr, img_size, seed, split, precision, device, None)
     variants = baseline_grid()
     if pretrained:
