@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
-A reader (or a crash) never sees a half-written file, so nothing a user made is lost.
+A reader (or a crash) never sees a half-written file, so nothing a user made is lost. Also the
+matching reader, :func:`read_json`, whose errors name the file and the problem.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from hnf.errors import HnfError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> Path:
@@ -43,3 +46,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path, what: str, error: type[HnfError] = HnfError) -> Any:
+    """Parse a JSON file; a missing or malformed file raises ``error`` naming the path and ``what``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{path}: not valid JSON ({err})") from None

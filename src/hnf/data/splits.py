@@ -7,7 +7,6 @@ image never has a copy in training. Built on scikit-learn's ``StratifiedGroupKFo
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from hnf.atomic import atomic_write_json
+from hnf.atomic import atomic_write_json, read_json
 from hnf.errors import DatasetError
 
 SPLIT_FORMAT = "hnf-split/1"
@@ -117,13 +116,7 @@ def save_split(split: Split, path: str | Path) -> Path:
 
 def load_split(path: str | Path) -> Split:
     """Read a split written by :func:`save_split`; a malformed file gives a clear error."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: split file not found") from None
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path, "split file", DatasetError)
     if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
         raise DatasetError(f"{path}: not an hnf split file (expected \"format\": \"{SPLIT_FORMAT}\")")
     try:

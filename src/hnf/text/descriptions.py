@@ -20,7 +20,6 @@ get ``provider = "user"``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hnf.atomic import atomic_write_json
+from hnf.atomic import atomic_write_json, read_json
 from hnf.errors import HnfError
 
 FORMAT = "hnf-descriptions"
@@ -173,14 +172,7 @@ class DescriptionSet:
 
     @classmethod
     def load(cls, path: str | Path) -> DescriptionSet:
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise HnfError(f"{path}: description file not found") from None
-        except json.JSONDecodeError as err:
-            raise HnfError(f"{path}: not valid JSON ({err})") from None
-        return cls.from_json(raw, str(path))
+        return cls.from_json(read_json(path, "description file"), str(path))
 
 
 HOW_TO_GET_DESCRIPTIONS = (
