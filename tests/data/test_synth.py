@@ -40,6 +40,27 @@ def test_every_class_renders_in_range(name: str) -> None:
     assert image.std() > 0.02  # not blank
 
 
+@pytest.mark.parametrize("size", [161, 256, 257])
+def test_large_sizes_render_via_the_half_size_scene(size: int) -> None:
+    image = render_micrograph("Particles", size, np.random.default_rng(0))
+    assert image.shape == (size, size) and image.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.02
+
+
+def test_png_encoder_is_lossless_and_readable() -> None:
+    import io
+
+    from hnf.data.synth.writer import png_grey8
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (3, 200), (64, 64)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        pixels[0, 0], pixels[-1, -1] = 0, 255  # differences that wrap around mod 256
+        with Image.open(io.BytesIO(png_grey8(pixels))) as img:
+            assert img.format == "PNG" and img.mode == "L" and not img.info
+            assert np.array_equal(np.asarray(img), pixels)
+
+
 def test_unknown_class_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown synthetic class"):
         render_micrograph("Cheese", 64, np.random.default_rng(0))

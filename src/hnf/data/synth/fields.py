@@ -41,6 +41,35 @@ def resize(img: Array, size: int) -> Array:
     return np.array(out, dtype=np.float32)
 
 
+#: Keys cubic (a = -0.5) weights of the four input pixels around an output pixel of a 2x
+#: upsampling that lies a quarter pixel before the centre of an input pixel.
+_CUBIC_QUARTER = np.array([-0.0234375, 0.2265625, 0.8671875, -0.0703125], np.float32)
+
+
+def _upsample2_rows(img: Array) -> Array:
+    w0, w1, w2, w3 = _CUBIC_QUARTER
+    pad = np.concatenate([img[:1], img[:1], img, img[-1:], img[-1:]])  # edge pixels repeated
+    out = np.empty((2 * img.shape[0], img.shape[1]), np.float32)
+    even, odd = out[0::2], out[1::2]
+    np.multiply(pad[:-4], w0, out=even)
+    even += w1 * pad[1:-3]
+    even += w2 * pad[2:-2]
+    even += w3 * pad[3:-1]
+    np.multiply(pad[1:-3], w3, out=odd)
+    odd += w2 * pad[2:-2]
+    odd += w1 * pad[3:-1]
+    odd += w0 * pad[4:]
+    return out
+
+
+def upsample2(img: Array) -> Array:
+    """Bicubic 2x upsampling of a float32 image (Keys kernel, edges repeated): pure numpy, so
+    the result does not depend on a BLAS library or thread count; about a quarter of the cost of
+    PIL's float bicubic resize."""
+    rows = _upsample2_rows(np.asarray(img, np.float32))
+    return np.ascontiguousarray(_upsample2_rows(np.ascontiguousarray(rows.T)).T)
+
+
 def smooth_noise(size: int, cell: float, rng: np.random.Generator) -> Array:
     """Smooth random field (about zero mean, unit variance) with features about ``cell`` pixels wide."""
     n = max(2, int(np.ceil(size / max(cell, 1.0))) + 1)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from hnf.data.synth.classes import CLASS_DRAWERS
-from hnf.data.synth.fields import resize
-from hnf.data.synth.render import Scene, sem_render, substrate
+from hnf.data.synth.render import sem_render, substrate
 
 SYNTH_CLASSES: tuple[str, ...] = tuple(CLASS_DRAWERS)
 
-#: Above this side the scene (shapes) is drawn at half size and upsampled before the SEM
-#: rendering, which stays at full size (noise, scan lines); it keeps large images fast.
+#: Above this side the scene (shapes) is drawn, and its smooth SEM signal computed, at half size
+#: and upsampled; the noise and scan lines are added at full size. It keeps large images fast.
 SCENE_FULL_RES = 160
 
 
@@ -29,7 +28,4 @@ def render_micrograph(class_name: str, size: int, rng: np.random.Generator) -> n
     scene_size = size if size <= SCENE_FULL_RES else (size + 1) // 2
     scene = draw(scene_size, rng)
     scene.height = scene.height + substrate(scene_size, rng)
-    if scene_size != size:
-        scene = Scene(resize(scene.height, size) * np.float32(size / scene_size),
-                      resize(scene.material, size))
-    return sem_render(scene, rng)
+    return sem_render(scene, rng, size)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hnf.data.synth.fields import blur, smooth_noise
+from hnf.data.synth.fields import blur, smooth_noise, upsample2
 
 Array = np.ndarray
 
@@ -77,19 +77,32 @@ def scan_noise(size: int, rng: np.random.Generator) -> Array:
     return rows[:, None]
 
 
-def sem_render(scene: Scene, rng: np.random.Generator) -> Array:
-    """Render a scene as an SEM image: float32 HxW in [0, 1].
+def sem_render(scene: Scene, rng: np.random.Generator, size: int | None = None) -> Array:
+    """Render a scene as an SEM image: float32 ``size`` x ``size`` in [0, 1].
 
     Steps: secondary-electron signal (edge brightening, detector shading, depth, material), a
-    random brightness and contrast, charging gradient, beam blur, shot noise whose amplitude grows
+    random brightness and contrast, beam blur, charging gradient, shot noise whose amplitude grows
     with the signal (Poisson-like, random dose), scan-line noise, a random tone curve, clipping.
+
+    ``size`` (default: the scene's side) may be twice the scene's side, or one less: the smooth
+    part (signal and beam blur) is then computed at the scene's resolution and upsampled
+    (bicubic), and the noise, drift and tone curve are added at full size.
     """
-    size = scene.height.shape[0]
+    scene_size = scene.height.shape[0]
+    size = scene_size if size is None else size
+    if size != scene_size and size not in (2 * scene_size - 1, 2 * scene_size):
+        raise ValueError(f"cannot render a {scene_size}-pixel scene at {size} pixels")
     img = sem_signal(scene, rng)
     img *= np.float32(rng.uniform(0.1, 0.22))
     img += np.float32(rng.uniform(0.3, 0.65))
-    img = blur(img, rng.uniform(0.3, 1.1))  # the drift is smooth: add it after the blur
-    img += charging(size, rng)
+    sigma = rng.uniform(0.3, 1.1)  # beam blur in output pixels
+    if size != scene_size:
+        img = upsample2(blur(img, sigma * scene_size / size))
+        if img.shape[0] != size:
+            img = np.ascontiguousarray(img[:size, :size])
+    else:
+        img = blur(img, sigma)
+    img += charging(size, rng)  # the drift is smooth: add it after the blur
     # shot noise: uniform noise of unit variance scaled by sqrt(signal) (Poisson-like)
     noise = rng.random((size, size), dtype=np.float32)
     noise -= np.float32(0.5)

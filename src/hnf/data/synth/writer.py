@@ -2,25 +2,26 @@
 
 Each image's random stream comes from ``SeedSequence(seed, spawn_key=(class, index))``, so an
 image never depends on how many images are made or in which order. Files are written atomically
-and PNGs are encoded without metadata at a fixed compression level, so the same arguments give
-byte-identical files.
+and PNGs are encoded without metadata by a fixed procedure (:func:`png_grey8`), so the same
+arguments give byte-identical files.
 """
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from hnf.atomic import atomic_write_bytes, atomic_write_text
 from hnf.data.synth.micrograph import SYNTH_CLASSES, render_micrograph
 
 PNG_COMPRESS_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LABELS_FILE = "labels.csv"
 WRITE_THREADS = 4
 
@@ -49,12 +50,33 @@ def synth_image(seed: int, class_index: int, image_index: int, size: int,
     return image, None
 
 
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(tag)))
+
+
+def png_grey8(pixels: np.ndarray) -> bytes:
+    """Lossless 8-bit greyscale PNG (no metadata) of a uint8 H x W array.
+
+    Every row uses the PNG "Up" filter (difference to the row above, mod 256) and the zlib stream
+    is Huffman-only at level ``PNG_COMPRESS_LEVEL``: on noisy micrographs this is as small as
+    PIL's adaptive filtering at level 1 and about three times faster (no LZ77 match search, which
+    finds little in shot noise, and no per-row filter trials).
+    """
+    height, width = pixels.shape
+    rows = np.empty((height, width + 1), np.uint8)
+    rows[:, 0] = 2  # filter type Up; the row above the first one counts as zeros
+    rows[0, 1:] = pixels[0]
+    np.subtract(pixels[1:], pixels[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps mod 256
+    packer = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    data = packer.compress(rows) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
 def encode_png(image: np.ndarray) -> bytes:
-    """8-bit grey PNG bytes of a [0, 1] float image: no metadata, fixed compression."""
+    """8-bit grey PNG bytes of a [0, 1] float image: no metadata, fixed encoding."""
     pixels = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    return png_grey8(pixels)
 
 
 def check_synth_arguments(per_class: int, size: int, band_prob: float) -> None:
