@@ -9,14 +9,15 @@ import hnf
 from hnf.models import ConfigError, HNFFeatures, ImageSizeError, create_model, list_models
 from hnf.models.info import model_report
 
-# switch -> substrings of parameter names that must be absent when it is off
+# switch -> substrings of parameter names (with a leading dot) that must be absent when it is off
 ABLATIONS: dict[str, tuple[dict, tuple[str, ...]]] = {
     "full": ({}, ()),
+    "patch_stem": ({"stem": "patch"}, (".stem.",)),
     "no_ode": ({"use_ode": False}, (".ode.",)),
     "no_graph": ({"use_graph": False}, (".graph.", ".interaction.")),
     "no_sequence": ({"use_sequence": False}, (".sequence.", ".interaction.")),
     "no_gate": ({"use_gate": False}, (".gate.",)),
-    "one_scale": ({"scales": (16,)}, ("layers.1.", "scale_logits", ".cross.")),
+    "one_scale": ({"scales": (16,)}, (".layers.1.", ".scale_logits", ".cross.")),
     "no_cross_scale": ({"cross_scale": False}, (".cross.",)),
 }
 
@@ -39,7 +40,7 @@ def test_registry_and_top_level_api() -> None:
 def test_every_parameter_gets_a_gradient_and_switched_off_parts_are_absent(name: str) -> None:
     overrides, absent = ABLATIONS[name]
     model = create_model("hnf_small", num_classes=4, **overrides)
-    names = [n for n, _ in model.named_parameters()]
+    names = ["." + n for n, _ in model.named_parameters()]
     for fragment in absent:
         assert not [n for n in names if fragment in n], f"{fragment} present with {overrides}"
     logits, feats = model(torch.randn(2, 1, 224, 224), return_explain=True)

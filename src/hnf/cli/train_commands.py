@@ -143,6 +143,7 @@ SplitOption = Annotated[Path | None, typer.Option(help="Reuse a saved split JSON
 Precision = Annotated[str, typer.Option(help="auto (bf16 where native), bf16 or fp32.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, ...")]
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")]
+Jobs = Annotated[int, typer.Option(min=1, help="Runs trained at once, each in its own process (a GPU has room for several).")]
 
 
 def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: str = "") -> None:
@@ -157,12 +158,12 @@ def cv_command(
     folds: Annotated[int, typer.Option(min=2, help="Number of folds.")] = 10,
     out: Annotated[Path, typer.Option()] = Path("runs/cv"),
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
-    precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
+    precision: Precision = "auto", device: Device = "auto", set_: Overrides = None, jobs: Jobs = 1,
 ) -> None:
     """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_)
     try:
-        rows = cross_validate(config, folds, out)
+        rows = cross_validate(config, folds, out, jobs)
     except HnfError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -179,11 +180,12 @@ def ablate_command(
     model: Annotated[str, typer.Option(help="The full model of the grid.")] = "hnf_llm_small",
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
+    jobs: Jobs = 1,
 ) -> None:
     """The ablation grid (full, without text/cross-attention/ODE/graph/sequence/gate, one scale, no exchange)."""
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_)
     try:
-        rows = run_variants(ablation_grid(model), config, out)
+        rows = run_variants(ablation_grid(model), config, out, jobs)
     except HnfError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -194,7 +196,7 @@ def baselines_command(
     data: Data, out: Annotated[Path, typer.Option()] = Path("runs/baselines"),
     pretrained: Annotated[bool, typer.Option(help="Start from timm's pretrained weights (needs a reachable hub).")] = False,
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
-    split: SplitOption = None, precision: Precision = "auto", device: Device = "auto",
+    split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", jobs: Jobs = 1,
 ) -> None:
     """timm resnet18, convnext_atto, vit_tiny_patch16_224 (one grey channel) under the same protocol."""
     config = _experiment_config(data, out, "resnet18", epochs, batch_size, lr, img_size, seed, split, precision, device, None)
@@ -202,7 +204,7 @@ def baselines_command(
     if pretrained:
         variants = [replace(v, overrides={"pretrained": True}) for v in variants]
     try:
-        rows = run_variants(variants, config, out)
+        rows = run_variants(variants, config, out, jobs)
     except HnfError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

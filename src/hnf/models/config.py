@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from hnf.errors import HnfError
 
 ODE_METHODS = ("rk4", "euler", "midpoint")
+STEMS = ("patch", "conv")
 
 
 class ConfigError(HnfError):
@@ -28,6 +29,13 @@ class HNFConfig:
             7x7 token grids at 224). A single scale such as ``(16,)`` is the one-scale ablation.
         embed_dim: width d of every layer (one width for all scales, so the cross-scale map is
             d -> d).
+        stem: how tokens start. ``"patch"`` (DESIGN.md 2.1 as written): each scale embeds raw
+            P x P pixel patches with a kernel = stride = P convolution. ``"conv"``: a shared
+            convolutional stem of stride 4 (two 3x3 stride-2 conv-BN-GELU layers, ``stem_channels``
+            channels), then each scale embeds P/4 x P/4 stem cells (kernel = stride = P/4); every
+            patch size must be divisible by 4. The conv stem is the default: on the synthetic
+            micrographs it learned faster per epoch than raw patches (BENCHMARKS.md).
+        stem_channels: output channels of the conv stem.
         depth: transformer blocks of the sequence expert in each HNF layer.
         num_heads, mlp_ratio: of the transformer blocks.
     Sequence expert (self-attention, then a bidirectional neural ODE):
@@ -52,6 +60,8 @@ class HNFConfig:
     num_classes: int = 10
     img_size: int = 224
     scales: tuple[int, ...] = (16, 28, 32)
+    stem: str = "conv"
+    stem_channels: int = 48
     embed_dim: int = 192
     depth: int = 1
     num_heads: int = 3
@@ -82,6 +92,11 @@ class HNFConfig:
             problems.append("use_sequence and use_graph cannot both be False (no expert left)")
         if self.ode_method not in ODE_METHODS:
             problems.append(f"ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
+        if self.stem not in STEMS:
+            problems.append(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.stem == "conv" and any(p % 4 for p in self.scales):
+            problems.append(f"stem 'conv' has stride 4: every patch size must be divisible by 4, "
+                            f"got scales {self.scales}")
         if self.ode_steps < 1:
             problems.append("ode_steps must be >= 1")
         if self.embed_dim % self.num_heads or self.embed_dim % self.readout_heads:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from hnf.models.config import HNFConfig
 from hnf.models.gate import balance_loss
 from hnf.models.layer import HNFLayer
+from hnf.models.patch_embed import ConvStem, check_image_size
 from hnf.models.registry import register_model
 
 
@@ -95,6 +96,7 @@ class HNF(nn.Module):
         self.cfg = cfg
         n = len(cfg.scales)
         rates = torch.linspace(0, cfg.drop_path, n).tolist()
+        self.stem = ConvStem(cfg.in_chans, cfg.stem_channels) if cfg.stem == "conv" else None
         self.layers = nn.ModuleList(
             HNFLayer(cfg, p, first=i == 0, drop_path=rates[i]) for i, p in enumerate(cfg.scales)
         )
@@ -111,9 +113,11 @@ class HNF(nn.Module):
 
     def forward_features(self, x: Tensor) -> HNFFeatures:
         tokens, grids, gates, pooled, attns = [], [], [], [], []
+        check_image_size(*x.shape[-2:], self.cfg.scales)
+        source = self.stem(x) if self.stem is not None else x
         prev = None
         for layer, readout in zip(self.layers, self.readout):
-            out, grid, weights = layer(x, prev)
+            out, grid, weights = layer(source, prev)
             vec, attn = readout(out)
             prev = (out, grid)
             tokens.append(out), grids.append(grid), gates.append(weights)

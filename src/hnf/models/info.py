@@ -31,6 +31,8 @@ def _component_modules(model: HNF) -> dict[str, list[str]]:
         for comp, sub in _LAYER_PARTS.items():
             if f"layers.{i}.{sub}" in names:
                 parts.setdefault(comp, []).append(f"layers.{i}.{sub}")
+    if "stem" in names:
+        parts["stem"] = ["stem"]
     parts["readout"] = [f"readout.{i}" for i in range(len(model.readout))]
     parts["head"] = ["head"]
     return parts

@@ -12,7 +12,7 @@ from hnf.models.config import HNFConfig
 from hnf.models.gate import ExpertGate
 from hnf.models.graph import GraphExpert
 from hnf.models.ode import BiODE
-from hnf.models.patch_embed import PatchEmbed
+from hnf.models.patch_embed import ConvStem, PatchEmbed
 
 
 class SequenceExpert(nn.Module):
@@ -63,7 +63,12 @@ class HNFLayer(nn.Module):
     def __init__(self, cfg: HNFConfig, patch_size: int, first: bool, drop_path: float) -> None:
         super().__init__()
         dim = cfg.embed_dim
-        self.patch_embed = PatchEmbed(patch_size, cfg.in_chans, dim, cfg.img_size)
+        if cfg.stem == "conv":  # tokens from the shared stem's stride-4 feature map
+            stride = ConvStem.stride
+            self.patch_embed = PatchEmbed(patch_size // stride, cfg.stem_channels, dim,
+                                          cfg.img_size // stride)
+        else:
+            self.patch_embed = PatchEmbed(patch_size, cfg.in_chans, dim, cfg.img_size)
         self.cross = CrossScale(dim) if cfg.cross_scale and not first else None
         self.sequence = SequenceExpert(cfg, drop_path) if cfg.use_sequence else None
         self.graph = (
@@ -73,9 +78,10 @@ class HNFLayer(nn.Module):
         self.interaction = Mlp(2 * dim, dim, dim) if both else None
         self.gate = ExpertGate(dim, len(cfg.experts), learned=cfg.use_gate)
 
-    def forward(self, image: Tensor, prev: tuple[Tensor, tuple[int, int]] | None = None
+    def forward(self, source: Tensor, prev: tuple[Tensor, tuple[int, int]] | None = None
                 ) -> tuple[Tensor, tuple[int, int], Tensor]:
-        x, grid = self.patch_embed(image)
+        """``source``: the image, or the conv stem's feature map when ``cfg.stem == "conv"``."""
+        x, grid = self.patch_embed(source)
         if self.cross is not None and prev is not None:
             x = self.cross(x, grid, *prev)
         experts = []

@@ -8,8 +8,10 @@ exists) is reused, so an interrupted experiment continues where it stopped.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -73,19 +75,28 @@ def shared_split(base: TrainConfig, out: Path) -> Path:
     return path
 
 
-def run_variants(variants: list[Variant], base: TrainConfig, out: Path) -> list[dict[str, Any]]:
-    """Train every variant on the shared split; one result row per variant."""
+def run_variants(variants: list[Variant], base: TrainConfig, out: Path, jobs: int = 1) -> list[dict[str, Any]]:
+    """Train every variant on the shared split (``jobs`` runs at once); one row per variant."""
     split = shared_split(base, out)
-    rows = []
-    for variant in variants:
-        run_dir = out / variant.slug
-        config = replace(
-            base, model=variant.model, model_overrides={**base.model_overrides, **variant.overrides},
-            out=str(run_dir), split=str(split),
-        )
-        metrics = _finished_or_train(config)
-        rows.append({"variant": variant.label, "model": variant.model, "overrides": variant.overrides, **metrics})
-    return rows
+    configs = [
+        replace(base, model=variant.model, model_overrides={**base.model_overrides, **variant.overrides},
+                out=str(out / variant.slug), split=str(split))
+        for variant in variants
+    ]
+    return [
+        {"variant": variant.label, "model": variant.model, "overrides": variant.overrides, **metrics}
+        for variant, metrics in zip(variants, _run_all(configs, jobs))
+    ]
+
+
+def _run_all(configs: list[TrainConfig], jobs: int) -> list[dict[str, Any]]:
+    """Metrics of every config, trained one after another or in ``jobs`` spawned processes
+    (several small runs share a GPU well); finished runs are read, not retrained."""
+    if jobs <= 1 or len(configs) <= 1:
+        return [_finished_or_train(config) for config in configs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        return list(pool.map(_finished_or_train, configs))
 
 
 def _finished_or_train(config: TrainConfig) -> dict[str, Any]:
@@ -98,7 +109,7 @@ def _finished_or_train(config: TrainConfig) -> dict[str, Any]:
     return json.loads(metrics_path.read_text())
 
 
-def cross_validate(base: TrainConfig, folds: int, out: Path) -> list[dict[str, Any]]:
+def cross_validate(base: TrainConfig, folds: int, out: Path, jobs: int = 1) -> list[dict[str, Any]]:
     """Stratified, group-aware k-fold: one run per fold on its own saved split (``folds.json``
     holds all folds; each fold's run carves its validation side from its training side)."""
     folds_path = out / "folds.json"
@@ -110,14 +121,14 @@ def cross_validate(base: TrainConfig, folds: int, out: Path) -> list[dict[str, A
         labels = [readable.by_path[p].label for p in paths]
         split = stratified_group_kfold(paths, labels, [readable.groups[p] for p in paths], folds, base.seed)
         save_split(split, folds_path)
-    rows = []
+    configs = []
     for number, fold in enumerate(split.folds, start=1):
         fold_dir = out / f"fold-{number:02d}"
         if not (fold_dir / "fold-split.json").exists():
             save_split(Split("train_test", split.seed, split.classes, [fold]), fold_dir / "fold-split.json")
-        config = replace(base, out=str(fold_dir), split=str(fold_dir / "fold-split.json"))
-        rows.append({"fold": number, **_finished_or_train(config)})
-    return rows
+        configs.append(replace(base, out=str(fold_dir), split=str(fold_dir / "fold-split.json")))
+    return [{"fold": number, **metrics}
+            for number, metrics in enumerate(_run_all(configs, jobs), start=1)]
 
 
 def mean_std(rows: list[dict[str, Any]], key: str) -> tuple[float, float] | None:
