@@ -51,7 +51,7 @@ collect() {  # tar every small result file of the runs below $1
 
 case $what in
 throughput)
-  python3 bench/gpu_throughput.py --json "$OUT/gpu_throughput.json"
+  [ -n "${SKIP_THROUGHPUT:-}" ] || python3 bench/gpu_throughput.py --json "$OUT/gpu_throughput.json"
   hnf data synth --out /tmp/syn --per-class 150 --size 128 --seed 0 --band-prob 0.3 >/dev/null
   common="--data /tmp/syn --img-size 112 --seed 0 --device cuda"
   parallel_jobs 6 <<EOF

@@ -96,3 +96,65 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[9:], values[10:]))
     assert values[-1] < 0.01
+
+
+class _HungryModel(torch.nn.Module):
+    """A classifier whose activations need 2**40 bytes per image: the real CPU allocator refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activations = x.new_empty(x.shape[0] * 2**40, dtype=torch.uint8)
+        return self.head(x.mean(dim=(1, 2, 3))[:, None]) + activations[:1].float()
+
+
+def test_a_batch_that_does_not_fit_in_memory_gives_a_clear_error(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hnf.train.loop.build_classifier", lambda *args, **kwargs: _HungryModel())
+    with pytest.raises(HnfError) as caught:
+        train(_config(tiny_data, tmp_path / "run", epochs=1))
+    assert str(caught.value).startswith(
+        "batch size 8 of resnet18 at 64x64 does not fit in the memory of cpu (")
+    assert "can't allocate memory" in str(caught.value)
+    assert str(caught.value).endswith("start again with a smaller --batch-size, e.g. 4, or a smaller --img-size.")
+
+
+def test_sigkill_loses_at_most_the_epoch_in_progress(tiny_data: Path, tmp_path: Path) -> None:
+    """A real `hnf train` process killed with SIGKILL after its first epoch resumes from that
+    epoch's checkpoint and finishes with one log record per epoch."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "hnf", "train", "--data", str(tiny_data), "--model", "resnet18",
+               "--epochs", "4", "--batch-size", "8", "--img-size", "64", "--lr", "2e-3",
+               "--val-fraction", "0.2", "--precision", "fp32", "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = run / "checkpoint" / "checkpoint.json"
+    deadline = time.monotonic() + 240
+    while not (checkpoint.exists() and json.loads(checkpoint.read_text())["epoch"] >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(checkpoint.read_text())["epoch"]
+    assert 1 <= killed_at < 4
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming at epoch {killed_at + 1}" in resumed.stdout
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 4
+
+
+def test_resume_drops_log_records_of_an_epoch_without_checkpoint(tmp_path: Path) -> None:
+    from hnf.train.loop import keep_epochs_up_to
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"epoch": e, "step": 3 * e}) + "\n" for e in (1, 2, 3)))
+    keep_epochs_up_to(log, 2)
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]

@@ -60,7 +60,7 @@ class HNFConfig:
     num_classes: int = 10
     img_size: int = 224
     scales: tuple[int, ...] = (16, 28, 32)
-    stem: str = "conv"
+    stem: str = "patch"
     stem_channels: int = 48
     embed_dim: int = 192
     depth: int = 1

@@ -12,9 +12,16 @@ keys and values from the T text tokens (padding masked)::
 The keys and values are projected once per forward and broadcast over the batch (the text does
 not depend on the image), so their cost does not grow with the batch.
 
-Head: ``logits = MLP(LN([e; z])) + s * cos(W_i e, t_c)``: an MLP classifier on the image
-embedding and the attended text, plus the auxiliary CLIP-style head scoring the image
-embedding against each class's pooled text embedding t_c with a learned temperature s.
+Gated fusion and head (tanh gates initialised at zero, as in Flamingo's gated cross-attention,
+so training starts from the image-only model and lets the text in as far as it helps)::
+
+    f = e + tanh(g) * z                                   (g in R^d, per channel)
+    logits = MLP(LN(f)) + tanh(c) * s * cos(W_i e, t_c)   (c scalar, s learned temperature)
+
+an MLP classifier on the fused vector, plus the auxiliary CLIP-style head scoring the image
+embedding against each class's pooled text embedding t_c. Without the gates (an earlier version
+concatenated [e; z] and added the cosine head at full strength) the text-fused model trained to
+a lower accuracy than the backbone alone (BENCHMARKS.md).
 
 Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
 parts are built); ``use_cross_attention=False`` replaces z by the mean of all text tokens.
@@ -134,7 +141,6 @@ class HNFLLM(nn.Module):
         self.backbone = HNF(config.backbone_config())
         self.backbone.head = nn.Identity()  # the fused head below classifies
         dim = config.embed_dim
-        fused = dim
         if config.use_text:
             from hnf.models.text_encoder import TextEncoder
 
@@ -144,11 +150,12 @@ class HNFLLM(nn.Module):
             self.cross = CrossModalAttention(dim, config.fusion_heads) if config.use_cross_attention else None
             self.image_proj = nn.Linear(dim, dim)
             self.cosine_scale = nn.Parameter(torch.tensor(float(config.cosine_scale_init)).log())
-            fused = 2 * dim
+            self.text_gate = nn.Parameter(torch.zeros(dim))
+            self.cosine_gate = nn.Parameter(torch.zeros(()))
         self.classifier = nn.Sequential(
-            nn.LayerNorm(fused),
+            nn.LayerNorm(dim),
             nn.Dropout(config.drop_rate),
-            Mlp(fused, int(fused * config.classifier_ratio), config.num_classes),
+            Mlp(dim, int(dim * config.classifier_ratio), config.num_classes),
         )
 
     def _descriptions(self) -> Any:
@@ -175,8 +182,9 @@ class HNFLLM(nn.Module):
         else:
             keep = (~padding).to(tokens.dtype).unsqueeze(1)
             context = ((tokens * keep).sum(0) / keep.sum()).expand_as(embedding)
-        logits = self.classifier(torch.cat([embedding, context], dim=1))
+        logits = self.classifier(embedding + torch.tanh(self.text_gate) * context)
         image = F.normalize(self.image_proj(embedding), dim=-1)
         classes = F.normalize(text.pooled.to(image.dtype), dim=-1)
-        logits = logits + self.cosine_scale.exp() * image @ classes.t()
+        cosine = torch.tanh(self.cosine_gate) * self.cosine_scale.exp()
+        logits = logits + cosine * image @ classes.t()
         return (logits, features) if return_explain else logits

@@ -120,6 +120,35 @@ def stop_on_sigint() -> Iterator[dict[str, bool]]:
             signal.signal(signal.SIGINT, previous)
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's ``OutOfMemoryError`` or the CPU allocator's failure."""
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def out_of_memory_error(config: TrainConfig, device: torch.device, run_dir: Path, err: BaseException) -> HnfError:
+    """The message a user needs when a batch does not fit: what, where, and what to do."""
+    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    kept = (" The checkpoint of the last finished epoch is kept in "
+            f"{run_dir / 'checkpoint'}.") if (run_dir / "checkpoint").exists() else ""
+    return HnfError(
+        f"batch size {config.batch_size} of {config.model} at {config.img_size}x{config.img_size} does not fit in "
+        f"the memory of {device} ({detail}); start again with a smaller --batch-size, e.g. "
+        f"{max(1, config.batch_size // 2)}, or a smaller --img-size.{kept}"
+    )
+
+
+def keep_epochs_up_to(log: Path, epoch: int) -> None:
+    """Drop log records of epochs after ``epoch`` (a run killed after logging an epoch but before
+    its checkpoint resumes from the checkpoint, and repeats that epoch)."""
+    if not log.exists():
+        return
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["epoch"] <= epoch]
+    if len(kept) != len(lines):
+        atomic_write_text(log, "".join(line + "\n" for line in kept))
+
+
 def class_weights(labels: list[int], classes: int) -> torch.Tensor:
     """Inverse-frequency weights, normalised to mean 1 (for ``class_balanced``)."""
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
@@ -204,6 +233,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         counters = load_train_state(run_dir / "checkpoint", saved_meta, optimizer)
         step, epoch = counters["step"], counters["epoch"]
         seconds, images_seen = counters["seconds"], counters["images_seen"]
+        if context.is_main:
+            keep_epochs_up_to(run_dir / "metrics.jsonl", epoch)
         say(f"resuming at epoch {epoch + 1}, step {step}")
     trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if context.active else model
 
@@ -230,11 +261,16 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 targets = targets.to(device, non_blocking=True)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * lr_factor(step, warmup_steps, total_steps)
-                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                    logits = trained(images)
-                loss = loss_fn(logits.float(), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                try:
+                    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                        logits = trained(images)
+                    loss = loss_fn(logits.float(), targets)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                except (torch.OutOfMemoryError, RuntimeError) as err:
+                    if not is_out_of_memory(err):
+                        raise
+                    raise out_of_memory_error(config, device, run_dir, err) from None
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 step += 1
