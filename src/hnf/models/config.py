@@ -33,8 +33,8 @@ class HNFConfig:
             P x P pixel patches with a kernel = stride = P convolution. ``"conv"``: a shared
             convolutional stem of stride 4 (two 3x3 stride-2 conv-BN-GELU layers, ``stem_channels``
             channels), then each scale embeds P/4 x P/4 stem cells (kernel = stride = P/4); every
-            patch size must be divisible by 4. The conv stem is the default: on the synthetic
-            micrographs it learned faster per epoch than raw patches (BENCHMARKS.md).
+            patch size must be divisible by 4. Measured on the synthetic micrographs it did not
+            learn faster than raw patches (BENCHMARKS.md, GPU sweep), so "patch" stays the default.
         stem_channels: output channels of the conv stem.
         depth: transformer blocks of the sequence expert in each HNF layer.
         num_heads, mlp_ratio: of the transformer blocks.
