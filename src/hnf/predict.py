@@ -29,6 +29,7 @@ import torch
 from hnf.data.band import Band
 from hnf.data.reading import is_image_path, read_micrograph
 from hnf.data.torch_dataset import resize_short_side
+from hnf.data.transforms import normalise
 from hnf.errors import HnfError, ImageReadError
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
 
@@ -134,7 +135,7 @@ def top_k_entries(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dic
 
 def prepare_grey(grey: np.ndarray, pre: Preprocessing) -> tuple[torch.Tensor, np.ndarray]:
     """The evaluation pipeline of training for a band-cut grey image in [0, 1]: short side to
-    ``pre.resize``, centre crop ``pre.img_size``, ``(x - mean) / std``, channels repeated to
+    ``pre.resize``, centre crop ``pre.img_size``, normalised as in training, channels repeated to
     ``in_chans``. Returns the model input (C, S, S) and the crop in [0, 1] (S, S)."""
     image = resize_short_side(grey, pre.resize)
     size = pre.img_size
@@ -143,7 +144,7 @@ def prepare_grey(grey: np.ndarray, pre: Preprocessing) -> tuple[torch.Tensor, np
     _, height, width = image.shape
     top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
     crop = image[:, top : top + size, left : left + size].float() / 255.0
-    tensor = (crop - pre.mean) / pre.std
+    tensor = normalise(crop, pre.normalisation, pre.mean, pre.std)
     if pre.in_chans > 1:
         tensor = tensor.expand(pre.in_chans, -1, -1).contiguous()
     return tensor, crop[0].numpy()

@@ -85,7 +85,7 @@ def test_torch_dataset_resizes_once_caches_and_transforms(tmp_path: Path) -> Non
     _write(tmp_path / "A" / "a.png", 30, (300, 400))
     _write(tmp_path / "B" / "b.png", 220, (260, 260))
     index = index_dataset(tmp_path)
-    dataset = MicrographDataset(index.samples, index.classes, build_eval_transform(224), cache=True)
+    dataset = MicrographDataset(index.samples, index.classes, build_eval_transform(224, "fixed"), cache=True)
     image, label = dataset[0]
     assert image.shape == (1, 224, 224) and image.dtype == torch.float32 and label == 0
     assert torch.allclose(image, torch.full_like(image, (30 / 255 - 0.5) / 0.25), atol=1e-5)
@@ -103,3 +103,17 @@ def test_resize_short_side_and_unknown_labels() -> None:
 
     with pytest.raises(ValueError, match="labels not among the classes"):
         MicrographDataset([Sample(Path("x.png"), "zebra")], ["A"])
+
+
+def test_per_image_normalisation_removes_brightness_and_contrast() -> None:
+    from hnf.data.transforms import Normalise, normalise
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 32, 32) * 0.4 + 0.1
+    out = normalise(image)
+    assert abs(out.mean().item()) < 1e-6 and out.std().item() == pytest.approx(1.0, abs=1e-5)
+    darker_flatter = image * 0.5 + 0.2  # another brightness and contrast setting, same scene
+    assert torch.allclose(normalise(darker_flatter), out, atol=1e-4)
+    assert torch.allclose(normalise(image, "fixed"), (image - 0.5) / 0.25)
+    with pytest.raises(ValueError, match=r"normalisation must be one of \('per_image', 'fixed'\), got 'zscore'"):
+        Normalise("zscore")

@@ -146,7 +146,7 @@ def _prediction_sheet(run_dir: Path, data: Path, path: Path, count: int = 12) ->
     model.eval()
     test = load_split(run_dir / "split.json").folds[0].test
     picks = [test[i] for i in np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)]
-    transform = build_eval_transform(meta.preprocessing.img_size)
+    transform = build_eval_transform(meta.preprocessing.img_size, meta.preprocessing.normalisation)
     figure = Figure(figsize=(12, 3.4 * ((len(picks) + 3) // 4)))
     axes = figure.subplots((len(picks) + 3) // 4, 4, squeeze=False).ravel()
     for axis, relative in zip(axes, picks):

@@ -73,6 +73,7 @@ def train_command(
     workers: Annotated[int, typer.Option(help="Data-loading processes (0: in-process with an image cache).")] = 0,
     class_balanced: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
     bands: Annotated[bool, typer.Option("--bands/--no-bands", help="Cut the information band away.")] = True,
+    normalisation: Annotated[str, typer.Option(help="per_image: (x - mean(x)) / std(x) per image; fixed: (x - 0.5) / 0.25.")] = "per_image",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
@@ -84,6 +85,7 @@ def train_command(
         batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,
+        normalisation=normalisation,
     )
     try:
         result = train(config, resume=resume)

@@ -244,7 +244,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         "flops_note": f"per 1x{pre.in_chans}x{pre.img_size}x{pre.img_size} image, torch FlopCounterMode (multiply-add = 2)",
         "params": int(params),
         "model_overrides": dict(meta.model_overrides),
-        "preprocessing": {k: getattr(pre, k) for k in ("img_size", "resize", "mean", "std", "in_chans", "crop_band")},
+        "preprocessing": {k: getattr(pre, k) for k in ("img_size", "resize", "mean", "std", "in_chans", "crop_band", "normalisation")},
         "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                    "max_files": settings.max_files},
     }

@@ -51,6 +51,7 @@ class Preprocessing:
     std: float = 0.25
     in_chans: int = 1
     crop_band: bool = True
+    normalisation: str = "per_image"
 
 
 @dataclass
@@ -82,7 +83,8 @@ class CheckpointMeta:
             )
         try:
             values = dict(data)
-            values["preprocessing"] = Preprocessing(**values.get("preprocessing", {}))
+            # checkpoints written before per-image normalisation existed used the fixed one
+            values["preprocessing"] = Preprocessing(**{"normalisation": "fixed", **values.get("preprocessing", {})})
             return cls(**values)
         except TypeError as err:
             raise CheckpointError(f"{where}: malformed checkpoint metadata ({err})") from None

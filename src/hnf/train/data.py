@@ -141,10 +141,12 @@ def build_loaders(
     pin_memory: bool,
     num_replicas: int = 1,
     rank: int = 0,
+    normalisation: str = "per_image",
 ) -> tuple[DataLoader, DataLoader, DataLoader, EpochSampler]:
     """Train (augmented, seeded sampler), validation and test (evaluation transform) loaders."""
     def dataset(samples: list[Sample], train: bool) -> MicrographDataset:
-        transform = build_train_transform(img_size) if train else build_eval_transform(img_size)
+        transform = (build_train_transform(img_size, normalisation) if train
+                     else build_eval_transform(img_size, normalisation))
         return MicrographDataset(samples, run.classes, transform, crop_band=crop_band, resize=resize, cache=workers == 0)
 
     sampler = EpochSampler(len(run.train), seed, num_replicas, rank)

@@ -132,7 +132,7 @@ def evaluate_checkpoint(
     if not samples:
         raise HnfError(f"{data}: no readable images to evaluate")
     prep = meta.preprocessing
-    dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size), crop_band=prep.crop_band, resize=prep.resize)
+    dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation), crop_band=prep.crop_band, resize=prep.resize)
     probs, labels, loss = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device, autocast_dtype("auto", run_device))
     metrics = score(probs, labels, meta.classes)
     metrics.update(loss=loss, checkpoint=str(checkpoint), data=str(data),

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 
 from hnf.atomic import atomic_write_json, atomic_write_text
-from hnf.data.transforms import MEAN, STD
+from hnf.data.transforms import MEAN, NORMALISATIONS, STD
 from hnf.errors import HnfError
 from hnf.models.factory import build_classifier
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
@@ -62,6 +62,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     split: str | None = None
     crop_band: bool = True
+    normalisation: str = "per_image"
     class_balanced: bool = False
     precision: str = "auto"
     device: str = "auto"
@@ -181,6 +182,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         config = TrainConfig(**{**saved, "epochs": config.epochs})
     elif (run_dir / "checkpoint").exists():
         raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if config.normalisation not in NORMALISATIONS:
+        raise HnfError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {config.normalisation!r}")
     if config.batch_size % context.world_size:
         raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
     local_batch = config.batch_size // context.world_size
@@ -206,6 +209,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     train_loader, val_loader, test_loader, sampler = build_loaders(
         run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
         config.workers, pin_memory=device.type == "cuda", num_replicas=context.world_size, rank=context.rank,
+        normalisation=config.normalisation,
     )
     say(
         f"{len(run.classes)} classes; {len(run.train)} train, {len(run.val)} validation, {len(run.test)} test images; "
@@ -224,7 +228,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None, label_smoothing=config.label_smoothing)
     meta = CheckpointMeta(
         model=config.model, classes=run.classes, model_overrides=config.model_overrides,
-        preprocessing=Preprocessing(config.img_size, config.resize, MEAN, STD, 1, config.crop_band),
+        preprocessing=Preprocessing(config.img_size, config.resize, MEAN, STD, 1, config.crop_band, config.normalisation),
     )
     step, epoch, seconds, images_seen = 0, 0, 0.0, 0
     if resume:
