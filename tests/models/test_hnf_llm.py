@@ -36,7 +36,7 @@ def test_permuting_the_class_order_permutes_the_logits_only(model: HNFLLM) -> No
     permuted = copy.deepcopy(model)
     texts = load_or_offline(None, CLASSES).texts_by_class(CLASSES)
     permuted.text.set_descriptions({CLASSES[i]: texts[CLASSES[i]] for i in permutation}, [CLASSES[i] for i in permutation])
-    head = permuted.classifier[-1].fc2
+    head = permuted.classifier.head[-1]
     with torch.no_grad():
         head.weight.copy_(head.weight[permutation])
         head.bias.copy_(head.bias[permutation])
@@ -67,3 +67,18 @@ def test_config_fields_and_registry() -> None:
     assert config.embed_dim == 384 and config.text_finetune == "last:2"
     with pytest.raises(Exception, match="unknown config field"):
         get_config("hnf_llm_small", no_such_field=1)
+
+
+def test_fused_model_starts_as_the_image_only_model() -> None:
+    """Zero-initialised gates and MLP output: at initialisation the fused logits are exactly those
+    of ``hnf_small`` with the same backbone and linear head (the text can only be let in by learning)."""
+    torch.manual_seed(0)
+    fused = create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **TINY).eval()
+    backbone_fields = {k: v for k, v in TINY.items() if k not in ("fusion_heads", "text_max_length")}
+    image_only = create_model("hnf_small", num_classes=len(CLASSES), **backbone_fields).eval()
+    state = {k: v for k, v in image_only.state_dict().items() if not k.startswith("head.")}
+    fused.backbone.load_state_dict(state)
+    fused.classifier.head.load_state_dict(image_only.head.state_dict())
+    images = torch.randn(3, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(images), image_only(images), atol=1e-6, rtol=1e-6)

@@ -16,12 +16,14 @@ Gated fusion and head (tanh gates initialised at zero, as in Flamingo's gated cr
 so training starts from the image-only model and lets the text in as far as it helps)::
 
     f = e + tanh(g) * z                                   (g in R^d, per channel)
-    logits = MLP(LN(f)) + tanh(c) * s * cos(W_i e, t_c)   (c scalar, s learned temperature)
+    h = f + MLP(LN(f))                                    (MLP output layer initialised at zero)
+    logits = W LN(h) + b + tanh(c) * s * cos(W_i e, t_c)  (c scalar, s learned temperature)
 
-an MLP classifier on the fused vector, plus the auxiliary CLIP-style head scoring the image
-embedding against each class's pooled text embedding t_c. Without the gates (an earlier version
-concatenated [e; z] and added the cosine head at full strength) the text-fused model trained to
-a lower accuracy than the backbone alone (BENCHMARKS.md).
+a residual MLP classifier on the fused vector, plus the auxiliary CLIP-style head scoring the
+image embedding against each class's pooled text embedding t_c. At initialisation the logits are
+exactly ``hnf_small``'s linear head on e. Two earlier heads trained to a lower accuracy than the
+backbone alone (BENCHMARKS.md): concatenating [e; z] with the cosine head at full strength, and
+the gates above with a plain MLP classifier ``MLP(LN(f))``.
 
 Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
 parts are built); ``use_cross_attention=False`` replaces z by the mean of all text tokens.
@@ -118,6 +120,28 @@ class CrossModalAttention(nn.Module):
         return self.out(mixed), attention.mean(dim=1)
 
 
+class ResidualMLPClassifier(nn.Module):
+    """h = f + MLP(LN(f)), logits = W LN(h) + b.
+
+    The MLP's output layer starts at zero and W like ``hnf_small``'s head (truncated normal, std
+    0.02, zero bias), so the classifier starts as the backbone's linear head and learns how much
+    of the extra non-linearity it needs.
+    """
+
+    def __init__(self, dim: int, hidden: int, num_classes: int, drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, hidden, dim)
+        nn.init.zeros_(self.mlp.fc2.weight)
+        nn.init.zeros_(self.mlp.fc2.bias)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(drop_rate), nn.Linear(dim, num_classes))
+        nn.init.trunc_normal_(self.head[-1].weight, std=0.02)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, fused: Tensor) -> Tensor:
+        return self.head(fused + self.mlp(self.norm(fused)))
+
+
 class HNFLLM(nn.Module):
     """HNF backbone + text encoder + cross-modal attention + classifier (+ cosine head).
 
@@ -152,11 +176,8 @@ class HNFLLM(nn.Module):
             self.cosine_scale = nn.Parameter(torch.tensor(float(config.cosine_scale_init)).log())
             self.text_gate = nn.Parameter(torch.zeros(dim))
             self.cosine_gate = nn.Parameter(torch.zeros(()))
-        self.classifier = nn.Sequential(
-            nn.LayerNorm(dim),
-            nn.Dropout(config.drop_rate),
-            Mlp(dim, int(dim * config.classifier_ratio), config.num_classes),
-        )
+        self.classifier = ResidualMLPClassifier(dim, int(dim * config.classifier_ratio), config.num_classes,
+                                                config.drop_rate)
 
     def _descriptions(self) -> Any:
         from hnf.text.describe import load_or_offline

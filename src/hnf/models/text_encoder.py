@@ -40,22 +40,23 @@ log = logging.getLogger(__name__)
 class TextFeatures:
     """Text side for fusion. S sequences (description windows) of L tokens, C classes, width d."""
 
-    tokens: Tensor  # [S, L, d] projected token embeddings
+    tokens: Tensor  # [S, L, d] projected token embeddings, zero at padding
     mask: Tensor  # [S, L] bool, True where a real token is
     class_index: Tensor  # [S] long, class of each sequence
     pooled: Tensor  # [C, d] mean of each class's token embeddings
+    packed: Tensor  # [T, d] the real tokens alone, T = mask.sum(), row-major over (S, L)
 
     @property
     def num_classes(self) -> int:
         return int(self.pooled.shape[0])
 
     def keys(self) -> tuple[Tensor, Tensor]:
-        """All tokens of all classes as one sequence: ``([S*L, d], key_padding_mask [S*L])``.
+        """All real tokens of all classes as one sequence: ``([T, d], key_padding_mask [T])``.
 
-        The mask follows :class:`torch.nn.MultiheadAttention`: True marks padding to ignore.
+        Padding is already left out (the mask is all False); it follows
+        :class:`torch.nn.MultiheadAttention`, where True marks a key to ignore.
         """
-        d = self.tokens.shape[-1]
-        return self.tokens.reshape(-1, d), ~self.mask.reshape(-1)
+        return self.packed, self.packed.new_zeros(self.packed.shape[0], dtype=torch.bool)
 
 
 def _find_layers(model: nn.Module) -> nn.ModuleList:
@@ -269,15 +270,19 @@ class TextEncoder(nn.Module):
     def forward(self) -> TextFeatures:
         if self._feature_cache is not None and not self.training and not torch.is_grad_enabled():
             return self._feature_cache
-        hidden = self.hidden_states()
-        tokens = self.drop(self.norm(self.proj(hidden.to(self.proj.weight.dtype))))
         mask = self.attention_mask.bool()
-        tokens = tokens * mask.unsqueeze(-1)
+        # Only the real tokens are projected (padding is a quarter of the slots of the shipped
+        # corpus, and this projection runs at every training step).
+        packed = self.drop(self.norm(self.proj(self.hidden_states()[mask].to(self.proj.weight.dtype))))
+        tokens = packed.new_zeros(*mask.shape, self.dim).index_put((mask,), packed)
+        lengths = mask.sum(1)
+        token_class = self.class_index.repeat_interleave(lengths)
         num_classes = len(self.classes)
-        summed = tokens.new_zeros(num_classes, self.dim).index_add_(0, self.class_index, tokens.sum(1))
-        counts = tokens.new_zeros(num_classes).index_add_(0, self.class_index, mask.sum(1).to(tokens.dtype))
+        summed = packed.new_zeros(num_classes, self.dim).index_add_(0, token_class, packed)
+        counts = packed.new_zeros(num_classes).index_add_(0, self.class_index, lengths.to(packed.dtype))
         pooled = summed / counts.clamp_min(1).unsqueeze(-1)
-        feats = TextFeatures(tokens=tokens, mask=mask, class_index=self.class_index, pooled=pooled)
+        feats = TextFeatures(tokens=tokens, mask=mask, class_index=self.class_index, pooled=pooled,
+                             packed=packed)
         if not self.training and not torch.is_grad_enabled():
             self._feature_cache = feats
         return feats

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The real-data table of one dataset on a CPU machine (DESIGN.md section 4 protocol, smaller input).
+#
+#   bench/cpu_realdata.sh DATA OUT [EPOCHS] [IMG_SIZE] [SPLIT]
+#   bench/cpu_realdata.sh ../shared/data/neu-surface runs/neu-cpu 12 112
+#
+# One split (seeded, stratified, group-aware; or SPLIT when given) is made once in OUT/split.json
+# and used by every model: hnf_llm_small, hnf_small, and the timm baselines (resnet18,
+# convnext_atto, vit_tiny_patch16_224, from scratch). At IMG_SIZE 112 (short side 128) the HNF
+# models use the patch sizes (16, 28) that divide it; 224 is the paper's setting (use a GPU:
+# bench/gpu/session.sh). Runs are sequential (the two cores of this machine are one job's worth)
+# and each reuses a finished run, so an interrupted table resumes where it stopped.
+# Prints the Markdown table of OUT at the end.
+set -euo pipefail
+data=${1:?data folder}
+out=${2:?output folder}
+epochs=${3:-12}
+img=${4:-112}
+split=${5:-}
+here=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-$here/.venv/bin/python}
+export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+mkdir -p "$out"
+if [ -z "$split" ]; then
+  split=$out/split.json
+  [ -f "$split" ] || "$py" -c "
+import sys
+from pathlib import Path
+from hnf.train.data import prepare_run_data
+prepare_run_data(Path(sys.argv[1]), None, Path(sys.argv[2]), 0, 0.2, 0.1)" "$data" "$out"
+fi
+scales=$("$py" -c "import sys; print([p for p in (16, 28, 32) if int(sys.argv[1]) % p == 0])" "$img")
+common=(--data "$data" --split "$split" --epochs "$epochs" --img-size "$img" --seed 0)
+for model in hnf_llm_small hnf_small; do
+  [ -f "$out/$model/metrics.json" ] || "$py" -m hnf train "${common[@]}" --model "$model" \
+    --set "scales=$scales" --out "$out/$model"
+done
+"$py" -m hnf baselines "${common[@]}" --out "$out/baselines"
+"$py" "$here/bench/gpu/prepare.py" summary "$out"
