@@ -70,15 +70,20 @@ def test_config_fields_and_registry() -> None:
 
 
 def test_fused_model_starts_as_the_image_only_model() -> None:
-    """Zero-initialised gates and MLP output: at initialisation the fused logits are exactly those
-    of ``hnf_small`` with the same backbone and linear head (the text can only be let in by learning)."""
+    """Zero-initialised gates and MLP output, the backbone's own head, the fusion parts drawn from a
+    forked random stream: with the same seed the fused model is ``hnf_small`` (same weights, same
+    logits), and the global random stream (the data augmentation) continues identically."""
+    backbone_fields = {k: v for k, v in TINY.items() if k not in ("fusion_heads", "text_max_length")}
+    torch.manual_seed(0)
+    image_only = create_model("hnf_small", num_classes=len(CLASSES), **backbone_fields).eval()
+    after_image_only = torch.rand(4)
     torch.manual_seed(0)
     fused = create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **TINY).eval()
-    backbone_fields = {k: v for k, v in TINY.items() if k not in ("fusion_heads", "text_max_length")}
-    image_only = create_model("hnf_small", num_classes=len(CLASSES), **backbone_fields).eval()
-    state = {k: v for k, v in image_only.state_dict().items() if not k.startswith("head.")}
-    fused.backbone.load_state_dict(state)
-    fused.classifier.head.load_state_dict(image_only.head.state_dict())
+    after_fused = torch.rand(4)
+    assert torch.equal(after_fused, after_image_only)
+    for name, value in image_only.state_dict().items():
+        twin = fused.classifier.head if name.startswith("head.") else fused.backbone
+        assert torch.equal(twin.state_dict()[name.removeprefix("head.")], value), name
     images = torch.randn(3, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(fused(images), image_only(images), atol=1e-6, rtol=1e-6)

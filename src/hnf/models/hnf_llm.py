@@ -20,8 +20,8 @@ so training starts from the image-only model and lets the text in as far as it h
     logits = W LN(h) + b + tanh(c) * s * cos(W_i e, t_c)  (c scalar, s learned temperature)
 
 a residual MLP classifier on the fused vector, plus the auxiliary CLIP-style head scoring the
-image embedding against each class's pooled text embedding t_c. At initialisation the logits are
-exactly ``hnf_small``'s linear head on e. Two earlier heads trained to a lower accuracy than the
+image embedding against each class's pooled text embedding t_c. At initialisation the model is
+``hnf_small`` exactly: same seed, same weights, same logits (the text parts start switched off). Two earlier heads trained to a lower accuracy than the
 backbone alone (BENCHMARKS.md): concatenating [e; z] with the cosine head at full strength, and
 the gates above with a plain MLP classifier ``MLP(LN(f))``.
 
@@ -121,22 +121,20 @@ class CrossModalAttention(nn.Module):
 
 
 class ResidualMLPClassifier(nn.Module):
-    """h = f + MLP(LN(f)), logits = W LN(h) + b.
+    """h = f + MLP(LN(f)), logits = head(h), ``head`` the backbone's own (LN, dropout, linear).
 
-    The MLP's output layer starts at zero and W like ``hnf_small``'s head (truncated normal, std
-    0.02, zero bias), so the classifier starts as the backbone's linear head and learns how much
-    of the extra non-linearity it needs.
+    The MLP's output layer starts at zero, so the classifier starts as the backbone's linear head
+    and learns how much of the extra non-linearity it needs.
     """
 
-    def __init__(self, dim: int, hidden: int, num_classes: int, drop_rate: float = 0.0) -> None:
+    def __init__(self, head: nn.Sequential, hidden: int) -> None:
         super().__init__()
+        dim = head[-1].in_features
         self.norm = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden, dim)
         nn.init.zeros_(self.mlp.fc2.weight)
         nn.init.zeros_(self.mlp.fc2.bias)
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(drop_rate), nn.Linear(dim, num_classes))
-        nn.init.trunc_normal_(self.head[-1].weight, std=0.02)
-        nn.init.zeros_(self.head[-1].bias)
+        self.head = head
 
     def forward(self, fused: Tensor) -> Tensor:
         return self.head(fused + self.mlp(self.norm(fused)))
@@ -163,21 +161,26 @@ class HNFLLM(nn.Module):
         self.cfg = config
         self.class_names = list(class_names)
         self.backbone = HNF(config.backbone_config())
-        self.backbone.head = nn.Identity()  # the fused head below classifies
+        image_head, self.backbone.head = self.backbone.head, nn.Identity()  # reused by the classifier
         dim = config.embed_dim
-        if config.use_text:
-            from hnf.models.text_encoder import TextEncoder
+        # The fusion parts draw their initial weights from a forked random stream, so the global
+        # one (and with it the data augmentation of a training run) continues exactly as after
+        # building the backbone alone: with the same seed, hnf_llm_small and hnf_small start from
+        # the same weights and see the same augmented images, a paired comparison.
+        with torch.random.fork_rng(devices=[]):
+            if config.use_text:
+                from hnf.models.text_encoder import TextEncoder
 
-            self.text = TextEncoder(dim, config.text_encoder, finetune=config.text_finetune, max_length=config.text_max_length)
-            if load_descriptions:
-                self.text.set_descriptions(descriptions or self._descriptions(), self.class_names)
-            self.cross = CrossModalAttention(dim, config.fusion_heads) if config.use_cross_attention else None
-            self.image_proj = nn.Linear(dim, dim)
-            self.cosine_scale = nn.Parameter(torch.tensor(float(config.cosine_scale_init)).log())
-            self.text_gate = nn.Parameter(torch.zeros(dim))
-            self.cosine_gate = nn.Parameter(torch.zeros(()))
-        self.classifier = ResidualMLPClassifier(dim, int(dim * config.classifier_ratio), config.num_classes,
-                                                config.drop_rate)
+                self.text = TextEncoder(dim, config.text_encoder, finetune=config.text_finetune,
+                                        max_length=config.text_max_length)
+                if load_descriptions:
+                    self.text.set_descriptions(descriptions or self._descriptions(), self.class_names)
+                self.cross = CrossModalAttention(dim, config.fusion_heads) if config.use_cross_attention else None
+                self.image_proj = nn.Linear(dim, dim)
+                self.cosine_scale = nn.Parameter(torch.tensor(float(config.cosine_scale_init)).log())
+                self.text_gate = nn.Parameter(torch.zeros(dim))
+                self.cosine_gate = nn.Parameter(torch.zeros(()))
+            self.classifier = ResidualMLPClassifier(image_head, int(dim * config.classifier_ratio))
 
     def _descriptions(self) -> Any:
         from hnf.text.describe import load_or_offline
