@@ -40,11 +40,16 @@ log = logging.getLogger(__name__)
 class TextFeatures:
     """Text side for fusion. S sequences (description windows) of L tokens, C classes, width d."""
 
-    tokens: Tensor  # [S, L, d] projected token embeddings, zero at padding
+    packed: Tensor  # [T, d] projected embeddings of the real tokens, T = mask.sum(), row-major over (S, L)
     mask: Tensor  # [S, L] bool, True where a real token is
     class_index: Tensor  # [S] long, class of each sequence
     pooled: Tensor  # [C, d] mean of each class's token embeddings
-    packed: Tensor  # [T, d] the real tokens alone, T = mask.sum(), row-major over (S, L)
+
+    @property
+    def tokens(self) -> Tensor:
+        """[S, L, d] the token embeddings per description window, zero at padding."""
+        grid = self.packed.new_zeros(*self.mask.shape, self.packed.shape[-1])
+        return grid.index_put((self.mask,), self.packed)
 
     @property
     def num_classes(self) -> int:
@@ -274,15 +279,13 @@ class TextEncoder(nn.Module):
         # Only the real tokens are projected (padding is a quarter of the slots of the shipped
         # corpus, and this projection runs at every training step).
         packed = self.drop(self.norm(self.proj(self.hidden_states()[mask].to(self.proj.weight.dtype))))
-        tokens = packed.new_zeros(*mask.shape, self.dim).index_put((mask,), packed)
         lengths = mask.sum(1)
         token_class = self.class_index.repeat_interleave(lengths)
         num_classes = len(self.classes)
         summed = packed.new_zeros(num_classes, self.dim).index_add_(0, token_class, packed)
         counts = packed.new_zeros(num_classes).index_add_(0, self.class_index, lengths.to(packed.dtype))
         pooled = summed / counts.clamp_min(1).unsqueeze(-1)
-        feats = TextFeatures(tokens=tokens, mask=mask, class_index=self.class_index, pooled=pooled,
-                             packed=packed)
+        feats = TextFeatures(packed=packed, mask=mask, class_index=self.class_index, pooled=pooled)
         if not self.training and not torch.is_grad_enabled():
             self._feature_cache = feats
         return feats
