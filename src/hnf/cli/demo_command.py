@@ -69,7 +69,7 @@ def demo(
     per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 16,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
