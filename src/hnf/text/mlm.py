@@ -409,8 +409,9 @@ def pretrain_mlm(
         model.eval()
 
         def write(tmp: Path) -> None:
-            model.to("cpu").save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            with quiet_transformers():  # no "Writing model shards" progress bar
+                model.to("cpu").save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
             (tmp / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
 
         save_atomic_dir(out, write)
