@@ -69,7 +69,8 @@ def test_config_fields_and_registry() -> None:
         get_config("hnf_llm_small", no_such_field=1)
 
 
-def test_fused_model_starts_as_the_image_only_model() -> None:
+@pytest.mark.parametrize("classifier_ratio", [0.0, 1.0])
+def test_fused_model_starts_as_the_image_only_model(classifier_ratio: float) -> None:
     """Zero-initialised gates and MLP output, the backbone's own head, the fusion parts drawn from a
     forked random stream: with the same seed the fused model is ``hnf_small`` (same weights, same
     logits), and the global random stream (the data augmentation) continues identically."""
@@ -78,7 +79,9 @@ def test_fused_model_starts_as_the_image_only_model() -> None:
     image_only = create_model("hnf_small", num_classes=len(CLASSES), **backbone_fields).eval()
     after_image_only = torch.rand(4)
     torch.manual_seed(0)
-    fused = create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **TINY).eval()
+    fused = create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES),
+                         classifier_ratio=classifier_ratio, **TINY).eval()
+    assert (fused.classifier.mlp is not None) == (classifier_ratio > 0)
     after_fused = torch.rand(4)
     assert torch.equal(after_fused, after_image_only)
     for name, value in image_only.state_dict().items():
