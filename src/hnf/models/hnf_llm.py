@@ -23,9 +23,9 @@ a classifier on the fused vector (by default the backbone's linear head; the res
 paper is ``classifier_ratio=1``), plus the auxiliary CLIP-style head scoring the image embedding
 against each class's pooled text embedding t_c. At initialisation the model is
 ``hnf_small`` exactly: same seed, same weights, same logits (the text parts start switched off).
-Measured on synthetic micrographs (BENCHMARKS.md, three paired seeds): with the residual MLP
-this head was 2.4 +- 4.2 points below the backbone alone, and the MLP alone (no text) 4.6 below,
-so the MLP is off by default; two earlier heads were further below (concatenating [e; z] with
+Measured on synthetic micrographs (BENCHMARKS.md, three paired seeds, 8 epochs): with the
+residual MLP this head was 2.4 +- 4.2 points below the backbone alone, the MLP alone (no text)
+4.6 below, so the MLP is off by default; without it the fused model is 0.9 +- 2.1 below; two earlier heads were further below (concatenating [e; z] with
 the cosine head at full strength, and the gates with a plain MLP classifier ``MLP(LN(f))``).
 
 Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
