@@ -5,7 +5,7 @@ Text side: the projected token embeddings of every description of every class (T
 the same for every image, so no label reaches the input.
 
 Cross-modal attention, H heads of width d_h = d / H, queries Q = [e; p_1; ...; p_S] (B, 1+S, d),
-keys and values from the T text tokens (padding masked)::
+keys and values from the T real text tokens (padding never enters)::
 
     A = softmax((LN(Q) W_q)(X W_k)^T / sqrt(d_h)),   Z = (A X W_v) W_o,   z = mean_rows(Z)
 
@@ -25,8 +25,9 @@ against each class's pooled text embedding t_c. At initialisation the model is
 ``hnf_small`` exactly: same seed, same weights, same logits (the text parts start switched off).
 Measured on synthetic micrographs (BENCHMARKS.md, three paired seeds, 8 epochs): with the
 residual MLP this head was 2.4 +- 4.2 points below the backbone alone, the MLP alone (no text)
-4.6 below, so the MLP is off by default; without it the fused model is 0.9 +- 2.1 below; two earlier heads were further below (concatenating [e; z] with
-the cosine head at full strength, and the gates with a plain MLP classifier ``MLP(LN(f))``).
+4.6 below, so the MLP is off by default; without it the fused model is 0.9 +- 2.1 below. Two
+earlier heads were further below (concatenating [e; z] with the cosine head at full strength,
+and the gates with a plain MLP classifier ``MLP(LN(f))``).
 
 Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
 parts are built); ``use_cross_attention=False`` replaces z by the mean of all text tokens.
@@ -112,14 +113,13 @@ class CrossModalAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, queries: Tensor, text: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
-        """queries (B, Q, d), text (T, d), padding (T,) True where padded -> (B, Q, d), attention (B, Q, T)."""
+    def forward(self, queries: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """queries (B, Q, d), text (T, d) real tokens only -> (B, Q, d), attention (B, Q, T)."""
         batch, count, dim = queries.shape
         head_dim = dim // self.heads
         q = self.q(self.norm(queries)).view(batch, count, self.heads, head_dim).transpose(1, 2)
         k, v = self.kv(text).view(-1, 2, self.heads, head_dim).permute(1, 2, 0, 3)  # (H, T, dh) each
         scores = torch.einsum("bhqc,htc->bhqt", q, k) * head_dim**-0.5
-        scores = scores.masked_fill(padding.view(1, 1, 1, -1), float("-inf"))
         attention = scores.softmax(dim=-1)
         mixed = torch.einsum("bhqt,htc->bhqc", attention, v).transpose(1, 2).reshape(batch, count, dim)
         return self.out(mixed), attention.mean(dim=1)
@@ -206,15 +206,13 @@ class HNFLLM(nn.Module):
             logits = self.classifier(embedding)
             return (logits, features) if return_explain else logits
         text = self.text()
-        tokens, padding = text.keys()
-        tokens = tokens.to(embedding.dtype)
+        tokens = text.packed.to(embedding.dtype)  # real tokens only: nothing to mask
         if self.cross is not None:
             queries = torch.stack([embedding, *features.pooled], dim=1)
-            attended, _ = self.cross(queries, tokens, padding)
+            attended, _ = self.cross(queries, tokens)
             context = attended.mean(dim=1)
         else:
-            keep = (~padding).to(tokens.dtype).unsqueeze(1)
-            context = ((tokens * keep).sum(0) / keep.sum()).expand_as(embedding)
+            context = tokens.mean(0).expand_as(embedding)
         logits = self.classifier(embedding + torch.tanh(self.text_gate) * context)
         image = F.normalize(self.image_proj(embedding), dim=-1)
         classes = F.normalize(text.pooled.to(image.dtype), dim=-1)
