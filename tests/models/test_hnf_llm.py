@@ -16,8 +16,22 @@ TINY = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=(
 
 @pytest.fixture(scope="module")
 def model() -> HNFLLM:
+    """A fused model with its gates opened (they start at zero), so the tests see the text at work."""
     torch.manual_seed(0)
-    return create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **TINY).eval()
+    fused = create_model("hnf_llm_small", class_names=CLASSES, num_classes=len(CLASSES), **TINY).eval()
+    with torch.no_grad():
+        fused.text_gate.fill_(0.5)
+        fused.cosine_gate.fill_(0.5)
+    return fused
+
+
+def test_the_text_reaches_the_logits(model: HNFLLM) -> None:
+    images = torch.randn(2, 1, 64, 64)
+    other = copy.deepcopy(model)
+    texts = load_or_offline(None, CLASSES).texts_by_class(CLASSES)
+    other.text.set_descriptions({name: texts[name][:1] for name in CLASSES}, CLASSES)
+    with torch.no_grad():
+        assert (model(images) - other(images)).abs().max() > 1e-3
 
 
 def test_text_input_is_the_same_for_every_image(model: HNFLLM) -> None:
