@@ -23,11 +23,12 @@ a classifier on the fused vector (by default the backbone's linear head; the res
 paper is ``classifier_ratio=1``), plus the auxiliary CLIP-style head scoring the image embedding
 against each class's pooled text embedding t_c. At initialisation the model is
 ``hnf_small`` exactly: same seed, same weights, same logits (the text parts start switched off).
-Measured on synthetic micrographs (BENCHMARKS.md, three paired seeds, 8 epochs): with the
+Measured on synthetic micrographs (BENCHMARKS.md, paired seeds, 8 epochs): with the
 residual MLP this head was 2.4 +- 4.2 points below the backbone alone, the MLP alone (no text)
-4.6 below, so the MLP is off by default; without it the fused model is 0.9 +- 2.1 below. Two
-earlier heads were further below (concatenating [e; z] with the cosine head at full strength,
-and the gates with a plain MLP classifier ``MLP(LN(f))``).
+4.6 below, so the MLP is off by default; without it the fused model is 0.7 +- 1.6 below (five
+seeds). Further below: concatenating [e; z] with the cosine head at full strength, the gates
+with a plain MLP classifier ``MLP(LN(f))``, and a zero-initialised output projection in place of
+the tanh gate (f = e + W_o z, -2.2 points over three seeds).
 
 Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
 parts are built); ``use_cross_attention=False`` replaces z by the mean of all text tokens.
