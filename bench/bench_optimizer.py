@@ -41,7 +41,7 @@ def main() -> None:
     torch.manual_seed(0)
     extra = {"class_names": list(SYNTH_CLASSES)} if args.model.startswith("hnf_llm") else {}
     model = create_model(args.model, num_classes=len(SYNTH_CLASSES), img_size=112, scales=(16, 28), **extra)
-    images, labels = torch.randn(32, 1, 112, 112), torch.randint(0, 10, (32,))
+    images, labels = torch.randn(32, 1, 112, 112), torch.randint(0, len(SYNTH_CLASSES), (32,))
     start = time.perf_counter()
     torch.nn.functional.cross_entropy(model(images), labels).backward()
     pass_seconds = time.perf_counter() - start

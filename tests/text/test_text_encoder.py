@@ -38,9 +38,8 @@ def test_shapes_mask_and_pooling(tiny_bert_dir, texts):
         sel = f.class_index == c
         manual = f.tokens[sel][f.mask[sel]].mean(0)
         assert torch.allclose(f.pooled[c], manual, atol=1e-5)
-    keys, pad = f.keys()
-    assert keys.shape == (int(f.mask.sum()), 48) and pad.dtype == torch.bool and not pad.any()
-    torch.testing.assert_close(keys, f.tokens[f.mask])  # the real tokens, in (S, L) order
+    assert f.packed.shape == (int(f.mask.sum()), 48)
+    torch.testing.assert_close(f.packed, f.tokens[f.mask])  # the real tokens, in (S, L) order
 
 
 def test_class_order_permutes_pooled(tiny_bert_dir, texts):

@@ -114,16 +114,15 @@ class CrossModalAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, queries: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
-        """queries (B, Q, d), text (T, d) real tokens only -> (B, Q, d), attention (B, Q, T)."""
+    def forward(self, queries: Tensor, text: Tensor) -> Tensor:
+        """queries (B, Q, d), text (T, d) real tokens only -> (B, Q, d)."""
         batch, count, dim = queries.shape
         head_dim = dim // self.heads
         q = self.q(self.norm(queries)).view(batch, count, self.heads, head_dim).transpose(1, 2)
         k, v = self.kv(text).view(-1, 2, self.heads, head_dim).permute(1, 2, 0, 3)  # (H, T, dh) each
         scores = torch.einsum("bhqc,htc->bhqt", q, k) * head_dim**-0.5
-        attention = scores.softmax(dim=-1)
-        mixed = torch.einsum("bhqt,htc->bhqc", attention, v).transpose(1, 2).reshape(batch, count, dim)
-        return self.out(mixed), attention.mean(dim=1)
+        mixed = torch.einsum("bhqt,htc->bhqc", scores.softmax(dim=-1), v).transpose(1, 2).reshape(batch, count, dim)
+        return self.out(mixed)
 
 
 class ResidualMLPClassifier(nn.Module):
@@ -210,8 +209,7 @@ class HNFLLM(nn.Module):
         tokens = text.packed.to(embedding.dtype)  # real tokens only: nothing to mask
         if self.cross is not None:
             queries = torch.stack([embedding, *features.pooled], dim=1)
-            attended, _ = self.cross(queries, tokens)
-            context = attended.mean(dim=1)
+            context = self.cross(queries, tokens).mean(dim=1)
         else:
             context = tokens.mean(0).expand_as(embedding)
         logits = self.classifier(embedding + torch.tanh(self.text_gate) * context)

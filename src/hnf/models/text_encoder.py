@@ -55,14 +55,6 @@ class TextFeatures:
     def num_classes(self) -> int:
         return int(self.pooled.shape[0])
 
-    def keys(self) -> tuple[Tensor, Tensor]:
-        """All real tokens of all classes as one sequence: ``([T, d], key_padding_mask [T])``.
-
-        Padding is already left out (the mask is all False); it follows
-        :class:`torch.nn.MultiheadAttention`, where True marks a key to ignore.
-        """
-        return self.packed, self.packed.new_zeros(self.packed.shape[0], dtype=torch.bool)
-
 
 def _find_layers(model: nn.Module) -> nn.ModuleList:
     n = getattr(model.config, "num_hidden_layers", None)

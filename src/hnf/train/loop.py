@@ -2,7 +2,8 @@
 
 AdamW (no weight decay on biases, norms and embeddings; PyTorch's fused kernel on CPU and CUDA,
 one pass over all parameters instead of a dozen small ops per tensor), linear warm-up then
-cosine decay per step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the hardware has it.
+cosine decay per step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the
+hardware has it.
 Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
 ``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
 a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
