@@ -42,6 +42,27 @@ def test_shapes_mask_and_pooling(tiny_bert_dir, texts):
     torch.testing.assert_close(f.packed, f.tokens[f.mask])  # the real tokens, in (S, L) order
 
 
+def test_token_fraction_thins_training_tokens_only(tiny_bert_dir, texts):
+    torch.manual_seed(0)
+    enc = TextEncoder(16, tiny_bert_dir, max_length=64, token_fraction=0.25, descriptions=texts)
+    real = enc.attention_mask.bool()
+    enc.train()
+    a, b = enc(), enc()
+    for f in (a, b):
+        assert torch.all(f.mask <= real)  # only real tokens are taken
+        assert 0.15 < f.mask.sum() / real.sum() < 0.35
+        assert f.packed.shape == (int(f.mask.sum()), 16)
+        for c in range(3):  # every class keeps tokens, its mean is over the kept ones
+            sel = f.class_index == c
+            assert f.mask[sel].any()
+            torch.testing.assert_close(f.pooled[c], f.tokens[sel][f.mask[sel]].mean(0))
+    assert not torch.equal(a.mask, b.mask)  # a fresh subset every step
+    enc.eval()
+    assert torch.equal(enc().mask, real)  # evaluation takes every token
+    with pytest.raises(HnfError, match=r"token_fraction must be in \(0, 1\], got 0"):
+        TextEncoder(16, tiny_bert_dir, token_fraction=0)
+
+
 def test_class_order_permutes_pooled(tiny_bert_dir, texts):
     torch.manual_seed(0)
     enc = TextEncoder(16, tiny_bert_dir, max_length=64, descriptions=texts).eval()

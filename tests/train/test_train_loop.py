@@ -158,3 +158,23 @@ def test_resume_drops_log_records_of_an_epoch_without_checkpoint(tmp_path: Path)
     log.write_text("".join(json.dumps({"epoch": e, "step": 3 * e}) + "\n" for e in (1, 2, 3)))
     keep_epochs_up_to(log, 2)
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+
+
+def test_train_cli_passes_the_optimisation_options_and_clip_zero_means_no_clipping(tiny_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hnf.cli import app
+
+    torch.set_num_threads(2)
+    args = ["train", "--data", str(tiny_data), "--model", "resnet18", "--epochs", "1", "--batch-size", "8",
+            "--img-size", "64", "--lr", "2e-3", "--val-fraction", "0.2", "--precision", "fp32",
+            "--weight-decay", "0", "--warmup-epochs", "0.5", "--label-smoothing", "0", "--grad-clip", "0",
+            "--out", str(tmp_path / "cli")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert (saved["weight_decay"], saved["warmup_epochs"], saved["label_smoothing"], saved["grad_clip"]) == (0, 0.5, 0, 0)
+    unclipped = TrainConfig(**{**saved, "out": str(tmp_path / "unclipped"), "grad_clip": 1e12})
+    train(unclipped)
+    a, b = _weights(tmp_path / "cli"), _weights(tmp_path / "unclipped")
+    assert all(torch.equal(a[k], b[k]) for k in a)

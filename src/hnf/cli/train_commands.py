@@ -63,6 +63,10 @@ def train_command(
     epochs: Annotated[int, typer.Option(min=1)] = 30,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay (not on biases, norms and embeddings).")] = 0.05,
+    warmup_epochs: Annotated[float, typer.Option(min=0.0, help="Linear warm-up, in epochs, before the cosine decay.")] = 1.0,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.1,
+    grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this (0: no clipping).")] = 1.0,
     img_size: Annotated[int, typer.Option(help="Crop size fed to the model.")] = 224,
     seed: Annotated[int, typer.Option()] = 0,
     split: Annotated[Path | None, typer.Option(help="Reuse a saved split JSON (its test side is held out).")] = None,
@@ -82,7 +86,8 @@ def train_command(
         raise typer.BadParameter("give the dataset with --data (or --resume an existing run)", param_hint="--data")
     config = TrainConfig(
         data=str(data or ""), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
-        batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,
         normalisation=normalisation,

@@ -62,6 +62,9 @@ class HNFLLMConfig(HNFConfig):
             are computed once), ``"all"``, or ``"last:n"``. Frozen is the CPU default: fine-tuning
             runs the encoder over every description at every step.
         text_max_length: tokens per encoder window (longer descriptions are windowed, not cut).
+        text_token_fraction: fraction of the text tokens each training step takes (a fresh random
+            subset per step; evaluation takes all). The shipped ten-class corpus has about 8,900
+            tokens, whose projection and keys/values cost as much as a third of a training step.
         descriptions: a descriptions JSON (``hnf describe``); None takes the shipped corpus.
         fusion_heads: heads of the cross-modal attention.
         classifier_ratio: hidden width of the residual classifier MLP as a multiple of its input;
@@ -75,6 +78,7 @@ class HNFLLMConfig(HNFConfig):
     text_encoder: str | None = None
     text_finetune: str = "frozen"
     text_max_length: int = 128
+    text_token_fraction: float = 1.0
     descriptions: str | None = None
     fusion_heads: int = 4
     classifier_ratio: float = 0.0
@@ -84,6 +88,8 @@ class HNFLLMConfig(HNFConfig):
         super().__post_init__()
         if self.embed_dim % self.fusion_heads:
             raise ConfigError("embed_dim must be divisible by fusion_heads")
+        if not 0.0 < self.text_token_fraction <= 1.0:
+            raise ConfigError(f"text_token_fraction must be in (0, 1], got {self.text_token_fraction}")
 
     def backbone_config(self) -> HNFConfig:
         return HNFConfig(**{name: getattr(self, name) for name in HNFConfig.field_names()})
@@ -181,7 +187,8 @@ class HNFLLM(nn.Module):
                 from hnf.models.text_encoder import TextEncoder
 
                 self.text = TextEncoder(dim, config.text_encoder, finetune=config.text_finetune,
-                                        max_length=config.text_max_length)
+                                        max_length=config.text_max_length,
+                                        token_fraction=config.text_token_fraction)
                 if load_descriptions:
                     self.text.set_descriptions(descriptions or self._descriptions(), self.class_names)
                 self.cross = CrossModalAttention(dim, config.fusion_heads) if config.use_cross_attention else None

@@ -13,6 +13,11 @@ attention mask, the class of each sequence and one pooled embedding per class.
   on disk keyed by encoder weights, texts and ``max_length``). In eval mode without gradients the
   projected features themselves are cached, so inference computes the text side once. ``train()``,
   ``load_state_dict`` and ``set_descriptions`` clear what they invalidate.
+- ``token_fraction`` < 1: in training, each forward keeps a fresh random subset of that fraction
+  of the tokens (at least one per class), the text-side analogue of FLIP's image-token masking.
+  The projection, the fusion's keys and values and their gradients are computed for the kept
+  tokens only; attention over a random subset estimates attention over all of them, and the
+  class means stay unbiased. Evaluation always takes every token.
 - The descriptions travel in the state dict (``extra_state``), so a checkpoint needs no corpus.
 
 The text input is the same for every image: no label can reach it.
@@ -40,8 +45,8 @@ log = logging.getLogger(__name__)
 class TextFeatures:
     """Text side for fusion. S sequences (description windows) of L tokens, C classes, width d."""
 
-    packed: Tensor  # [T, d] projected embeddings of the real tokens, T = mask.sum(), row-major over (S, L)
-    mask: Tensor  # [S, L] bool, True where a real token is
+    packed: Tensor  # [T, d] projected embeddings of the tokens taken, T = mask.sum(), row-major over (S, L)
+    mask: Tensor  # [S, L] bool, True where a token taken is (every real token, or a training subset)
     class_index: Tensor  # [S] long, class of each sequence
     pooled: Tensor  # [C, d] mean of each class's token embeddings
 
@@ -94,6 +99,7 @@ class TextEncoder(nn.Module):
         max_length: int = 128,
         dropout: float = 0.0,
         batch_size: int = 32,
+        token_fraction: float = 1.0,
         cache_dir: str | os.PathLike | None = None,
         descriptions: dict[str, list[str]] | Any | None = None,
     ) -> None:
@@ -113,6 +119,9 @@ class TextEncoder(nn.Module):
         self.dim = int(dim)
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
+        if not 0.0 < token_fraction <= 1.0:
+            raise HnfError(f"token_fraction must be in (0, 1], got {token_fraction}")
+        self.token_fraction = float(token_fraction)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.proj = nn.Linear(self.hidden_size, self.dim)
         self.norm = nn.LayerNorm(self.dim)
@@ -264,10 +273,21 @@ class TextEncoder(nn.Module):
             atomic_write_bytes(path, buf.getvalue())
         return hidden
 
+    def _sample_tokens(self, mask: Tensor) -> Tensor:
+        """``mask`` thinned to a random ``token_fraction`` of its tokens, keeping the first token of
+        each class's first window so that every class keeps at least one."""
+        keep = torch.rand(mask.shape, device=mask.device) < self.token_fraction
+        first_window = torch.ones_like(self.class_index, dtype=torch.bool)
+        first_window[1:] = self.class_index[1:] != self.class_index[:-1]
+        keep[first_window, 0] = True
+        return mask & keep
+
     def forward(self) -> TextFeatures:
         if self._feature_cache is not None and not self.training and not torch.is_grad_enabled():
             return self._feature_cache
         mask = self.attention_mask.bool()
+        if self.training and self.token_fraction < 1.0:
+            mask = self._sample_tokens(mask)
         # Only the real tokens are projected (padding is a quarter of the slots of the shipped
         # corpus, and this projection runs at every training step).
         packed = self.drop(self.norm(self.proj(self.hidden_states()[mask].to(self.proj.weight.dtype))))
@@ -285,6 +305,7 @@ class TextEncoder(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"encoder={Path(self.encoder_name).name!r}, dim={self.dim}, finetune={self.finetune!r}, "
+            f"token_fraction={self.token_fraction}, "
             f"classes={len(self.classes)}, sequences={int(self.input_ids.shape[0])}"
         )
 

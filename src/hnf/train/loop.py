@@ -280,7 +280,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                     if not is_out_of_memory(err):
                         raise
                     raise out_of_memory_error(config, device, run_dir, err) from None
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 step += 1
                 loss_sum += loss.item() * len(targets)
