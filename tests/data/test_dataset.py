@@ -117,3 +117,16 @@ def test_per_image_normalisation_removes_brightness_and_contrast() -> None:
     assert torch.allclose(normalise(image, "fixed"), (image - 0.5) / 0.25)
     with pytest.raises(ValueError, match=r"normalisation must be one of \('per_image', 'fixed'\), got 'zscore'"):
         Normalise("zscore")
+
+
+def test_brightness_contrast_jitter_only_where_normalisation_keeps_it() -> None:
+    from torchvision.transforms import v2
+
+    from hnf.data.transforms import normalise
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 32, 32) * 0.4 + 0.1  # no pixel reaches white under +-20% jitter
+    jitter = v2.ColorJitter(brightness=0.2, contrast=0.2)
+    assert torch.allclose(normalise(jitter(image)), normalise(image), atol=1e-4)  # undone per image
+    kinds = {n: [type(t).__name__ for t in build_train_transform(64, n).transforms] for n in ("per_image", "fixed")}
+    assert "ColorJitter" in kinds["fixed"] and "ColorJitter" not in kinds["per_image"]
