@@ -84,3 +84,35 @@ def test_text_fused_model_round_trips_with_its_descriptions(tmp_path: Path) -> N
     images = torch.randn(2, 1, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(images), loaded.eval()(images))
+
+
+def test_frozen_parameters_are_written_once_per_content(tmp_path: Path) -> None:
+    classes = ["Nanowires", "Particles"]
+    tiny = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=[16, 32], text_max_length=64)
+    model = build_classifier("hnf_llm_small", 2, img_size=64, class_names=classes, **tiny).eval()
+    meta = CheckpointMeta(model="hnf_llm_small", classes=classes, model_overrides=tiny)
+    meta.preprocessing.img_size = 64
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, model, meta)
+    frozen = sorted(folder.glob("frozen-*.safetensors"))
+    assert len(frozen) == 1 and frozen[0].name == meta.frozen_weights
+    assert frozen[0].stat().st_size > 10 * (folder / meta.weights).stat().st_size  # the encoder, stored apart
+    stamp = frozen[0].stat().st_mtime_ns
+    with torch.no_grad():
+        model.classifier.head[-1].weight.add_(1.0)  # trained parts change, the encoder does not
+    meta.epoch = 1
+    save_checkpoint(folder, model, meta)
+    assert sorted(folder.glob("frozen-*.safetensors")) == frozen and frozen[0].stat().st_mtime_ns == stamp
+    assert len(list(folder.glob("model-*.safetensors"))) == 1
+    with torch.no_grad():
+        next(model.text.encoder.parameters()).add_(1.0)  # a changed frozen part gets a new file
+    meta.epoch = 2
+    save_checkpoint(folder, model, meta)
+    assert [p.name for p in folder.glob("frozen-*.safetensors")] == [meta.frozen_weights] != [frozen[0].name]
+    loaded, _ = load_checkpoint(folder)
+    images = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(images), loaded.eval()(images))
+    (folder / meta.frozen_weights).write_bytes((folder / meta.frozen_weights).read_bytes()[:-8])
+    with pytest.raises(CheckpointError, match=rf"{meta.frozen_weights}: weights do not match checkpoint.json"):
+        load_checkpoint(folder)

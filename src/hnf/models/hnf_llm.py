@@ -63,8 +63,10 @@ class HNFLLMConfig(HNFConfig):
             runs the encoder over every description at every step.
         text_max_length: tokens per encoder window (longer descriptions are windowed, not cut).
         text_token_fraction: fraction of the text tokens each training step takes (a fresh random
-            subset per step; evaluation takes all). The shipped ten-class corpus has about 8,900
-            tokens, whose projection and keys/values cost as much as a third of a training step.
+            subset per step; evaluation takes all; 1 takes all in training too). The shipped
+            ten-class corpus has 8,866 tokens, whose projection and keys/values made hnf_llm_small's
+            training step 1.4x hnf_small's; at 0.25 the step takes 0.73x the time of all tokens,
+            with the same held-out accuracy over three paired seeds (BENCHMARKS.md).
         descriptions: a descriptions JSON (``hnf describe``); None takes the shipped corpus.
         fusion_heads: heads of the cross-modal attention.
         classifier_ratio: hidden width of the residual classifier MLP as a multiple of its input;
@@ -78,7 +80,7 @@ class HNFLLMConfig(HNFConfig):
     text_encoder: str | None = None
     text_finetune: str = "frozen"
     text_max_length: int = 128
-    text_token_fraction: float = 1.0
+    text_token_fraction: float = 0.25
     descriptions: str | None = None
     fusion_heads: int = 4
     classifier_ratio: float = 0.0

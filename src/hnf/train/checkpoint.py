@@ -5,7 +5,10 @@ A checkpoint is a folder::
     checkpoint.json                  format, hnf version, model name and overrides, classes,
                                      preprocessing, epoch, the weights file's name and SHA-256,
                                      and non-tensor module state (e.g. the class descriptions)
-    model-e<epoch>-s<step>.safetensors  the model's weights
+    model-e<epoch>-s<step>.safetensors  the model's weights, except frozen parameters
+    frozen-<sha256[:16]>.safetensors    the frozen parameters (a frozen text encoder: 90 MB of
+                                     hnf_llm_small's 100), named by content and written only
+                                     when they change, so a training run writes them once
     train-e<epoch>-s<step>.safetensors  optimizer tensors and RNG states (for --resume only)
     train-e<epoch>-s<step>.json         optimizer hyper-parameters, step counters, Python/NumPy RNG
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +70,8 @@ class CheckpointMeta:
     step: int = 0
     weights: str = ""
     weights_sha256: str = ""
+    frozen_weights: str | None = None
+    frozen_sha256: str = ""
     train_state: str | None = None
     extra_state: dict[str, Any] = field(default_factory=dict)
     hnf_version: str = __version__
@@ -92,6 +98,29 @@ class CheckpointMeta:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_frozen_written: dict[Path, tuple[list[tuple[str, weakref.ref, int]], str, str]] = {}
+"""Per checkpoint folder: the frozen parameters last written there (weak references and in-place
+versions), the file's name and SHA-256."""
+
+
+def _write_frozen(directory: Path, frozen: dict[str, torch.nn.Parameter]) -> tuple[str, str]:
+    """Write the frozen parameters once per content; return (file name, SHA-256).
+
+    Within one process a file is reused without serialising again while the frozen parameters
+    are the same objects at the same in-place version (``Tensor._version``), i.e. unchanged."""
+    known = _frozen_written.get(directory)
+    if (known is not None and (directory / known[1]).is_file() and len(known[0]) == len(frozen)
+            and all(frozen.get(name) is ref() and ref()._version == version for name, ref, version in known[0])):
+        return known[1], known[2]
+    payload = save({k: v.detach().cpu().contiguous() for k, v in frozen.items()})
+    digest = _sha256(payload)
+    name = f"frozen-{digest[:16]}.safetensors"
+    if not (directory / name).is_file():
+        atomic_write_bytes(directory / name, payload)
+    _frozen_written[directory] = ([(k, weakref.ref(v), v._version) for k, v in frozen.items()], name, digest)
+    return name, digest
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -130,8 +159,11 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     tag = f"e{meta.epoch:04d}-s{meta.step:08d}"
     state = model.state_dict()
-    weights = {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    frozen = {name: param for name, param in model.named_parameters() if not param.requires_grad}
+    weights = {k: v.detach().cpu().contiguous() for k, v in state.items()
+               if isinstance(v, torch.Tensor) and k not in frozen}
     meta.extra_state = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+    meta.frozen_weights, meta.frozen_sha256 = _write_frozen(directory, frozen) if frozen else (None, "")
     payload = save(weights)
     meta.weights = f"model-{tag}.safetensors"
     meta.weights_sha256 = _sha256(payload)
@@ -150,8 +182,8 @@ def save_checkpoint(
         atomic_write_bytes(directory / f"{meta.train_state}.safetensors", save(tensors))
         atomic_write_json(directory / f"{meta.train_state}.json", rest)
     atomic_write_json(directory / META_FILE, meta.to_json())
-    keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json"}
-    for old in directory.glob("*-e*-s*.*"):
+    keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json", meta.frozen_weights}
+    for old in [*directory.glob("*-e*-s*.*"), *directory.glob("frozen-*.safetensors")]:
         if old.name not in keep:
             old.unlink(missing_ok=True)
     return directory
@@ -173,19 +205,25 @@ def read_meta(path: str | Path) -> tuple[Path, CheckpointMeta]:
     return directory, CheckpointMeta.from_json(data, meta_path)
 
 
-def _read_weights(directory: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
-    weights_path = directory / meta.weights
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path}: weights file missing")
-    payload = weights_path.read_bytes()
-    if _sha256(payload) != meta.weights_sha256:
+def _read_tensor_file(directory: Path, name: str, sha256: str) -> dict[str, torch.Tensor]:
+    path = directory / name
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file missing")
+    if _sha256(path.read_bytes()) != sha256:
         raise CheckpointError(
-            f"{weights_path}: weights do not match {META_FILE} (SHA-256 differs; truncated or replaced file)"
+            f"{path}: weights do not match {META_FILE} (SHA-256 differs; truncated or replaced file)"
         )
     try:
-        return load_file(weights_path)
+        return load_file(path)
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from None
+        raise CheckpointError(f"{path}: unreadable weights ({err})") from None
+
+
+def _read_weights(directory: Path, meta: CheckpointMeta) -> dict[str, torch.Tensor]:
+    weights = _read_tensor_file(directory, meta.weights, meta.weights_sha256)
+    if meta.frozen_weights:
+        weights.update(_read_tensor_file(directory, meta.frozen_weights, meta.frozen_sha256))
+    return weights
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
