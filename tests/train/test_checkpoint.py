@@ -71,12 +71,18 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "empty")
 
 
-def test_text_fused_model_round_trips_with_its_descriptions(tmp_path: Path) -> None:
+def _tiny_text_model() -> tuple[torch.nn.Module, CheckpointMeta]:
+    """A small hnf_llm_small (frozen packaged text encoder) and the metadata to save it with."""
     classes = ["Nanowires", "Particles"]
     tiny = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=[16, 32], text_max_length=64)
     model = build_classifier("hnf_llm_small", 2, img_size=64, class_names=classes, **tiny).eval()
     meta = CheckpointMeta(model="hnf_llm_small", classes=classes, model_overrides=tiny)
     meta.preprocessing.img_size = 64
+    return model, meta
+
+
+def test_text_fused_model_round_trips_with_its_descriptions(tmp_path: Path) -> None:
+    model, meta = _tiny_text_model()
     save_checkpoint(tmp_path / "ckpt", model, meta)
     saved = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
     assert any("Nanowires" in json.dumps(value) for value in saved["extra_state"].values())
@@ -87,11 +93,7 @@ def test_text_fused_model_round_trips_with_its_descriptions(tmp_path: Path) -> N
 
 
 def test_frozen_parameters_are_written_once_per_content(tmp_path: Path) -> None:
-    classes = ["Nanowires", "Particles"]
-    tiny = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=[16, 32], text_max_length=64)
-    model = build_classifier("hnf_llm_small", 2, img_size=64, class_names=classes, **tiny).eval()
-    meta = CheckpointMeta(model="hnf_llm_small", classes=classes, model_overrides=tiny)
-    meta.preprocessing.img_size = 64
+    model, meta = _tiny_text_model()
     folder = tmp_path / "ckpt"
     save_checkpoint(folder, model, meta)
     frozen = sorted(folder.glob("frozen-*.safetensors"))
