@@ -82,9 +82,9 @@ class MicrographDataset(Dataset):
                 image = self.transform(image)
             else:
                 with torch.random.fork_rng(devices=[]):
-                    # The CPU generator only: torch.manual_seed also queues a lazy CUDA seeding
-                    # with a formatted stack trace when CUDA is not initialised (2 ms a call,
-                    # and the queue grows by one per image).
+                    # The CPU generator only (the transforms draw from nothing else):
+                    # torch.manual_seed also queues a lazy CUDA seeding with a formatted stack
+                    # trace when CUDA is not initialised, 2 ms a call inside the training loop.
                     torch.default_generator.manual_seed(seed)
                     image = self.transform(image)
         return image, self.class_to_index[self.samples[index].label]
