@@ -1,7 +1,7 @@
 """Training-step time of model variants at the demo's setting, as ratios to the first variant.
 
-    .venv/bin/python bench/bench_train_step.py [--rounds 7] [--json out.json] \
-        'full={"model": "hnf_llm_small"}' 'tokens25={"model": "hnf_llm_small", "text_token_fraction": 0.25}'
+    .venv/bin/python bench/bench_train_step.py [--rounds 7] [--json out.json] [NAME=JSON ...]
+    .venv/bin/python bench/bench_train_step.py 'all={"text_token_fraction": 1.0}' 'quarter={}'
 
 Each variant is ``NAME=JSON``: ``model`` (default hnf_llm_small) and any model overrides. Every
 variant is built in this one process (seed 0, ten synthetic class names, 112 px, patch sizes
@@ -26,10 +26,13 @@ from hnf.data.synth import SYNTH_CLASSES
 from hnf.models.factory import build_classifier
 
 DEFAULT_VARIANTS = (
-    'full={"model": "hnf_llm_small"}',
-    'tokens25={"model": "hnf_llm_small", "text_token_fraction": 0.25}',
-    'hnf_small={"model": "hnf_small"}',
+    'all_tokens_rk4={"model": "hnf_llm_small", "text_token_fraction": 1.0}',
+    'quarter_rk4={"model": "hnf_llm_small"}',
+    'quarter_euler={"model": "hnf_llm_small", "ode_method": "euler"}',
+    'hnf_small_rk4={"model": "hnf_small"}',
+    'hnf_small_euler={"model": "hnf_small", "ode_method": "euler"}',
 )
+"""The rows of BENCHMARKS.md: all or a quarter of the text tokens, rk4 or Euler, and the backbone."""
 BATCH, IMG_SIZE, SCALES = 32, 112, [16, 28]
 
 
