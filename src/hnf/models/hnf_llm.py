@@ -25,8 +25,9 @@ against each class's pooled text embedding t_c. At initialisation the model is
 ``hnf_small`` exactly: same seed, same weights, same logits (the text parts start switched off).
 Measured on synthetic micrographs (BENCHMARKS.md, paired seeds, 8 epochs): with the
 residual MLP this head was 2.4 +- 4.2 points below the backbone alone, the MLP alone (no text)
-4.6 below, so the MLP is off by default; without it the fused model is 0.7 +- 1.6 below (five
-seeds). Further below: concatenating [e; z] with the cosine head at full strength, the gates
+4.6 below, so the MLP is off by default; without it the fused model was 0.7 +- 1.6 below (five
+seeds, all text tokens) and is +0.2 +- 1.4 above with a quarter of them per step (five seeds, the
+current defaults). Further below: concatenating [e; z] with the cosine head at full strength, the gates
 with a plain MLP classifier ``MLP(LN(f))``, and a zero-initialised output projection in place of
 the tanh gate (f = e + W_o z, -2.2 points over three seeds).
 
