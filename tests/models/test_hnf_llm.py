@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 
+from hnf.data.synth import write_synthetic_dataset
 from hnf.models import HNFLLM, create_model, get_config
 from hnf.text.describe import load_or_offline
+from hnf.train.loop import TrainConfig, train
 
 CLASSES = ["Nanowires", "Particles", "Fibres", "Tips"]
 TINY = dict(embed_dim=32, num_heads=2, readout_heads=2, fusion_heads=2, scales=(16, 32), img_size=64, text_max_length=64)
@@ -110,11 +113,6 @@ def test_fused_model_trains_to_the_backbones_accuracy_under_the_same_budget(tmp_
     """Same seed, data, epochs and batch for both (the fused model starts as the backbone); the
     issue's criterion at test scale, on the fit of the training side (more images than the test
     side of so small a set). The full-scale comparison is in BENCHMARKS.md."""
-    import json
-
-    from hnf.data.synth import write_synthetic_dataset
-    from hnf.train.loop import TrainConfig, train
-
     torch.set_num_threads(2)
     data = write_synthetic_dataset(tmp_path / "data", per_class=10, size=72, seed=5)
     backbone = {k: v for k, v in TINY.items() if k not in ("fusion_heads", "text_max_length", "img_size")} | {"embed_dim": 64}

@@ -83,7 +83,6 @@ def build_eval_transform(img_size: int = IMG_SIZE, normalisation: str = "per_ima
 def build_train_transform(img_size: int = IMG_SIZE, normalisation: str = "per_image") -> v2.Compose:
     """Random resized crop (scale 0.5-1), flips, quarter turns, jitter (fixed normalisation only),
     normalise."""
-    check_normalisation(normalisation)
     jitter = [v2.ColorJitter(brightness=0.2, contrast=0.2)] if normalisation == "fixed" else []
     return v2.Compose(
         [
