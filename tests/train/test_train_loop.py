@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from hnf.data.synth import write_synthetic_dataset
 from hnf.errors import HnfError
 from hnf.train.evaluate import evaluate_checkpoint
-from hnf.train.loop import TrainConfig, lr_factor, train
+from hnf.models import create_model
+from hnf.train.loop import TrainConfig, lr_factor, param_groups, train
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,19 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[9:], values[10:]))
     assert values[-1] < 0.01
+
+
+def test_weight_decay_spares_biases_norms_positions_and_queries() -> None:
+    model = create_model("hnf_small", scales=[16, 28], img_size=112)
+    decay, no_decay = param_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    spared = {names[id(p)] for p in no_decay["params"]}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {"layers.0.patch_embed.pos", "layers.1.patch_embed.pos", "readout.0.query", "head.0.weight",
+            "head.2.bias"} <= spared
+    assert {"layers.0.patch_embed.proj.weight", "head.2.weight", "readout.0.kv.weight"} <= decayed
+    assert len(spared) + len(decayed) == len(names)
 
 
 class _HungryModel(torch.nn.Module):

@@ -83,13 +83,21 @@ class RunResult:
     images_per_s: float
 
 
+NO_DECAY_NAMES = ("pos_embed", "token", ".pos", ".query")
+"""Name parts of the parameters that are embeddings or learned queries, not weight matrices:
+timm's ``pos_embed`` / ``cls_token``, HNF's positional grids (``patch_embed.pos``) and its
+read-out queries (``readout.N.query``)."""
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and kernels only, not on biases, norm scales or embeddings."""
+    """Weight decay on matrices and kernels only, not on biases, norm scales, embeddings or
+    learned queries (:data:`NO_DECAY_NAMES`)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or "pos_embed" in name or "token" in name else decay).append(param)
+        exempt = param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES)
+        (no_decay if exempt else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
