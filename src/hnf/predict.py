@@ -32,6 +32,7 @@ from hnf.data.torch_dataset import resize_short_side
 from hnf.data.transforms import normalise
 from hnf.errors import HnfError, ImageReadError
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
+from hnf.tta import average_probabilities, check_views, view_logits
 
 _GLOB_CHARS = set("*?[")
 
@@ -153,7 +154,11 @@ def prepare_grey(grey: np.ndarray, pre: Preprocessing) -> tuple[torch.Tensor, np
 class Predictor:
     """A model and its checkpoint metadata, ready to classify micrographs."""
 
-    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str | torch.device = "cpu",
+                 views: int = 1) -> None:
+        """``views``: average each prediction over 1, 4 or 8 symmetries of the image (:mod:`hnf.tta`)."""
+        check_views(views)
+        self.views = views
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.meta = meta
@@ -162,10 +167,10 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", views: int = 1) -> Predictor:
         """Load a checkpoint folder (safetensors + JSON; errors name the problem)."""
         model, meta = load_checkpoint(resolve_checkpoint(path), map_location=device)
-        return cls(model, meta, device)
+        return cls(model, meta, device, views)
 
     @property
     def model_name(self) -> str:
@@ -190,10 +195,10 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
-        """Class probabilities (B, C) of a batch of prepared tensors."""
+        """Class probabilities (B, C) of a batch of prepared tensors, averaged over the views."""
         with self._lock:
-            logits = self.model(batch.to(self.device))
-        return logits.float().softmax(-1).cpu().numpy()
+            logits = view_logits(self.model, batch.to(self.device), self.views)
+        return average_probabilities(logits).cpu().numpy()
 
     def explain(self, batch: torch.Tensor) -> tuple[np.ndarray, list[Any]]:
         """Probabilities and one :class:`hnf.explain.Explanation` per image of the batch."""
@@ -201,6 +206,8 @@ class Predictor:
 
         with self._lock:
             probs, explanations = explain_batch(self.model, batch.to(self.device))
+        if self.views > 1:  # the explanation is of the image as given; the probabilities average the views
+            probs = self.probabilities(batch)
         return probs, explanations
 
     def predict_prepared(self, items: Sequence[Prepared], names: Sequence[str], top_k: int = 5,

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,18 @@ def test_run_writes_documented_outputs_and_resume_matches_uninterrupted(tiny_dat
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["images"]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
-    first = train(_config(tiny_data, tmp_path / "resumed", epochs=1))
+    first = train(replace(_config(tiny_data, tmp_path / "resumed", epochs=1), tta_views=8))
     assert first.epochs_done == 1
-    resumed = train(_config(tiny_data, tmp_path / "resumed", epochs=2), resume=True)
+    resumed = train(_config(tiny_data, tmp_path / "resumed", epochs=2), resume=True)  # the saved config's views
     assert resumed.epochs_done == 2
     a, b = _weights(run), _weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the same weights: the test side's plain scores agree; the averaged ones come beside them
+    assert metrics["tta_views"] == 1 and resumed.metrics["tta_views"] == 8
+    assert resumed.metrics["identity_top1"] == metrics["top1"]
+    with pytest.raises(HnfError, match="views must be one of"):
+        train(replace(_config(tiny_data, tmp_path / "bad_views", epochs=1), tta_views=5))
+    assert not (tmp_path / "bad_views" / "checkpoint").exists()
 
     with pytest.raises(HnfError, match="already holds a run; pass --resume"):
         train(_config(tiny_data, run, epochs=2))

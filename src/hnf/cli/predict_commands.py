@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from hnf.tta import VIEWS_HELP
+
 export_app = typer.Typer(no_args_is_help=True)
 
 _CHECKPOINT_HELP = "Checkpoint folder (RUN/checkpoint, or the run folder RUN itself) written by `hnf train`."
@@ -58,6 +60,7 @@ def predict_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ... ")] = "cpu",
+    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 1,
 ) -> None:
     """Classify micrographs with a checkpoint: a table, optional CSV/JSON rows and explanation PNGs.
 
@@ -78,7 +81,7 @@ def predict_command(
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise _fail(f"--out {out}: the file name must end in .csv or .json")
     try:
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        predictor = Predictor.from_checkpoint(checkpoint, device=device, views=tta_views)
     except HnfError as err:
         raise _fail(str(err)) from None
     files, missing = collect_inputs(paths)

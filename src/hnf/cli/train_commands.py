@@ -26,6 +26,7 @@ from hnf.train.experiments import (
     write_report,
 )
 from hnf.train.loop import TrainConfig, train
+from hnf.tta import VIEWS_HELP
 
 console = Console()
 
@@ -47,7 +48,7 @@ def print_metrics(metrics: dict, title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("images", "top1", "top5", "macro_f1"):
+    for key in ("images", "tta_views", "top1", "top5", "macro_f1", "identity_top1", "identity_macro_f1"):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -79,6 +80,7 @@ def train_command(
     bands: Annotated[bool, typer.Option("--bands/--no-bands", help="Cut the information band away.")] = True,
     normalisation: Annotated[str, typer.Option(help="per_image: (x - mean(x)) / std(x) per image; fixed: (x - 0.5) / 0.25.")] = "per_image",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
+    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train a model; writes checkpoint/, metrics.jsonl, metrics.json (test side), curves and confusion matrix."""
@@ -90,7 +92,7 @@ def train_command(
         label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,
-        normalisation=normalisation,
+        normalisation=normalisation, tta_views=tta_views,
     )
     try:
         result = train(config, resume=resume)
@@ -113,10 +115,11 @@ def evaluate_command(
     confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option()] = "auto",
+    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 1,
 ) -> None:
     """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix."""
     try:
-        metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device)
+        metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device, tta_views)
     except HnfError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

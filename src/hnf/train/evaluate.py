@@ -8,6 +8,7 @@ Metrics (``metrics.json``): ``top1``, ``top5`` (with at least 5 classes), ``macr
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,23 @@ from hnf.data.transforms import build_eval_transform
 from hnf.errors import HnfError
 from hnf.train.checkpoint import load_checkpoint
 from hnf.train.device import autocast_dtype, pick_device
+from hnf.tta import average_probabilities, check_views, view_logits
+
+
+@dataclass
+class LoaderPredictions:
+    """What :func:`predict_loader` returns.
+
+    probs: (N, C) class probabilities, averaged over the test-time views (:mod:`hnf.tta`).
+    identity_probs: (N, C) probabilities of the image as given (the same array when views = 1).
+    labels: (N,) true class indices.
+    loss: mean cross-entropy of the image as given.
+    """
+
+    probs: np.ndarray
+    identity_probs: np.ndarray
+    labels: np.ndarray
+    loss: float
 
 
 @torch.no_grad()
@@ -41,22 +59,26 @@ def predict_loader(
     loader: DataLoader,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class probabilities (N, C), true labels (N,) and the mean cross-entropy over a loader."""
+    views: int = 1,
+) -> LoaderPredictions:
+    """Run the model over a loader; ``views`` > 1 averages over symmetries (:mod:`hnf.tta`)."""
+    check_views(views)
     model.eval()
-    probs, labels, loss_sum = [], [], 0.0
+    probs, identity, labels, loss_sum = [], [], [], 0.0
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
         context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         with context:
-            logits = model(images)
+            logits = view_logits(model, images, views)
         logits = logits.float()
-        loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
-        probs.append(logits.softmax(dim=1).cpu().numpy())
+        loss_sum += torch.nn.functional.cross_entropy(logits[0], targets, reduction="sum").item()
+        probs.append(average_probabilities(logits).cpu().numpy())
+        identity.append(logits[0].softmax(dim=1).cpu().numpy() if views > 1 else probs[-1])
         labels.append(targets.cpu().numpy())
     count = sum(len(batch) for batch in labels)
-    return np.concatenate(probs), np.concatenate(labels), loss_sum / max(count, 1)
+    return LoaderPredictions(np.concatenate(probs), np.concatenate(identity), np.concatenate(labels),
+                             loss_sum / max(count, 1))
 
 
 def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -75,6 +97,17 @@ def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str
     }
     if len(classes) >= 5:
         metrics["top5"] = float(top_k_accuracy_score(labels, probs, k=5, labels=indices))
+    return metrics
+
+
+def score_predictions(predictions: LoaderPredictions, classes: list[str], views: int) -> dict[str, Any]:
+    """:func:`score` of the view-averaged probabilities, with ``tta_views``; with more than one
+    view also ``identity_top1`` and ``identity_macro_f1``, the scores of the images as given."""
+    metrics = score(predictions.probs, predictions.labels, classes)
+    metrics["tta_views"] = views
+    if views > 1:
+        identity = score(predictions.identity_probs, predictions.labels, classes)
+        metrics.update(identity_top1=identity["top1"], identity_macro_f1=identity["macro_f1"])
     return metrics
 
 
@@ -109,8 +142,10 @@ def evaluate_checkpoint(
     split: str | Path | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    views: int = 1,
 ) -> dict[str, Any]:
-    """Score a checkpoint on a dataset, or on the test side of a saved split of it.
+    """Score a checkpoint on a dataset, or on the test side of a saved split of it, averaging
+    over ``views`` symmetries of each image (:func:`score_predictions`).
 
     Unreadable images are skipped and listed under ``skipped``; classes the checkpoint does not
     know are an error.
@@ -133,8 +168,10 @@ def evaluate_checkpoint(
         raise HnfError(f"{data}: no readable images to evaluate")
     prep = meta.preprocessing
     dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation), crop_band=prep.crop_band, resize=prep.resize)
-    probs, labels, loss = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device, autocast_dtype("auto", run_device))
-    metrics = score(probs, labels, meta.classes)
-    metrics.update(loss=loss, checkpoint=str(checkpoint), data=str(data),
+    check_views(views)
+    predictions = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device,
+                                 autocast_dtype("auto", run_device), views)
+    metrics = score_predictions(predictions, meta.classes, views)
+    metrics.update(loss=predictions.loss, checkpoint=str(checkpoint), data=str(data),
                    skipped=[{"path": p.path, "reason": p.reason} for p in report.unreadable])
     return metrics

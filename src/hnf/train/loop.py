@@ -36,8 +36,9 @@ from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint,
 from hnf.train.data import build_loaders, prepare_run_data
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
-from hnf.train.evaluate import plot_confusion, predict_loader, score
+from hnf.train.evaluate import plot_confusion, predict_loader, score, score_predictions
 from hnf.train.plots import plot_curves
+from hnf.tta import check_views
 
 console = Console()
 
@@ -71,6 +72,7 @@ class TrainConfig:
     precision: str = "auto"
     device: str = "auto"
     workers: int = 0
+    tta_views: int = 1  # test-side evaluation averaged over 1, 4 or 8 symmetries (hnf.tta)
 
 
 @dataclass
@@ -196,6 +198,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if config.normalisation not in NORMALISATIONS:
         raise HnfError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {config.normalisation!r}")
+    check_views(config.tta_views)  # before training, not after it
     if config.batch_size % context.world_size:
         raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
     local_batch = config.batch_size // context.world_size
@@ -311,12 +314,12 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 break
             epoch += 1
             if context.is_main:
-                probs, labels, val_loss = predict_loader(model, val_loader, device, amp_dtype)
-                val = score(probs, labels, run.classes)
+                validation = predict_loader(model, val_loader, device, amp_dtype)
+                val = score(validation.probs, validation.labels, run.classes)
                 record = {
                     "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
                     "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "first_step_loss": first_loss,
-                    "val_loss": val_loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
+                    "val_loss": validation.loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
                     "images_per_s": seen / max(time.perf_counter() - start, 1e-9), "seconds": seconds,
                 }
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
@@ -328,10 +331,10 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     if context.is_main and (run_dir / "metrics.jsonl").exists():
         plot_curves([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
     if context.is_main and not interrupted:
-        probs, labels, test_loss = predict_loader(model, test_loader, device, amp_dtype)
-        metrics = score(probs, labels, run.classes)
+        test = predict_loader(model, test_loader, device, amp_dtype, config.tta_views)
+        metrics = score_predictions(test, run.classes, config.tta_views)
         metrics.update(
-            split="test", test_loss=test_loss, model=config.model, epochs=epoch,
+            split="test", test_loss=test.loss, model=config.model, epochs=epoch,
             train_seconds=seconds, train_images_per_s=images_seen / max(seconds, 1e-9),
             checkpoint="checkpoint",
         )
