@@ -21,6 +21,8 @@ def test_demo_trains_the_text_fused_model_and_writes_the_report(tmp_path: Path) 
     assert len(data["classes"]) == 10 and all(count == 5 for count in data["classes"].values())
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["model"] == "hnf_llm_small" and len(metrics["classes"]) == 10
+    assert metrics["tta_views"] == 8 and 0 <= metrics["identity_top1"] <= 1  # averaged and plain scores
+    assert f"the images as given: top-1 {metrics['identity_top1']:.4f}" in result.output
     for name in ("contact_sheet.png", "confusion.png", "curves.png", "predictions.png"):
         assert (report / name).stat().st_size > 5_000, name
     assert "band detector against the generator's truth" in result.output

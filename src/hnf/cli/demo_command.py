@@ -30,16 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hnf.atomic import atomic_write_bytes, atomic_write_json
 from hnf.cli.inspect_command import console, print_report
 from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
-from hnf.data.reading import read_micrograph
 from hnf.data.splits import load_split
 from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
-from hnf.data.torch_dataset import resize_short_side
-from hnf.data.transforms import build_eval_transform
 from hnf.errors import HnfError
+from hnf.predict import Predictor
 from hnf.text.corpus import offline_descriptions
 from hnf.text.mlm import PretrainConfig, pretrain_mlm
-from hnf.train.checkpoint import load_checkpoint
 from hnf.train.loop import TrainConfig, train
+from hnf.tta import VIEWS_HELP
 
 BAND_TOLERANCE_ROWS = 4
 
@@ -75,6 +73,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
     mlm_epochs: Annotated[int, typer.Option(help="Masked-LM epochs adapting the text encoder (0: skip).")] = 1,
+    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 8,
 ) -> None:
     """Synthesise micrographs, adapt the text encoder, train hnf_llm_small, evaluate, write a report."""
     start = time.perf_counter()
@@ -100,7 +99,7 @@ def demo(
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
     config = TrainConfig(
         data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides, epochs=epochs,
-        batch_size=32, lr=1e-3, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        batch_size=32, lr=1e-3, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed, tta_views=tta_views,
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")
@@ -113,11 +112,13 @@ def demo(
         raise typer.Exit(130)
     for name in ("metrics.json", "confusion.png", "confusion.json", "curves.png", "metrics.jsonl"):
         shutil.copy2(out / "run" / name, report_dir / name)
-    _prediction_sheet(out / "run", synthetic, report_dir / "predictions.png")
+    _prediction_sheet(out / "run", synthetic, report_dir / "predictions.png", tta_views)
     top1 = result.metrics["top1"]
+    plain = (f" ({tta_views}-view average; the images as given: top-1 {result.metrics['identity_top1']:.4f}, "
+             f"macro-F1 {result.metrics['identity_macro_f1']:.4f})") if tta_views > 1 else ""
     console.print(
         f"trained {model} for {epochs} epochs in {result.seconds:.0f} s ({result.images_per_s:.1f} img/s); "
-        f"held-out top-1 {top1:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}"
+        f"held-out top-1 {top1:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}{plain}"
     )
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     console.print(f"demo report: {report_dir}  top-1 {top1:.4f}", soft_wrap=True)
@@ -141,25 +142,22 @@ def _language_branch(out: Path, report_dir: Path, mlm_epochs: int, seed: int) ->
     return overrides
 
 
-def _prediction_sheet(run_dir: Path, data: Path, path: Path, count: int = 12) -> None:
-    """A few held-out images with true and predicted class and confidence."""
-    model, meta = load_checkpoint(run_dir / "checkpoint")
-    model.eval()
+def _prediction_sheet(run_dir: Path, data: Path, path: Path, views: int, count: int = 12) -> None:
+    """A few held-out images with true and predicted class and confidence (``views`` as in the
+    test metrics)."""
+    predictor = Predictor.from_checkpoint(run_dir / "checkpoint", views=views)
     test = load_split(run_dir / "split.json").folds[0].test
     picks = [test[i] for i in np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)]
-    transform = build_eval_transform(meta.preprocessing.img_size, meta.preprocessing.normalisation)
+    prepared = [predictor.prepare(data / relative) for relative in picks]
+    probabilities = predictor.probabilities(torch.stack([item.tensor for item in prepared]))
     figure = Figure(figsize=(12, 3.4 * ((len(picks) + 3) // 4)))
     axes = figure.subplots((len(picks) + 3) // 4, 4, squeeze=False).ravel()
-    for axis, relative in zip(axes, picks):
-        micrograph = read_micrograph(data / relative)
-        image = transform(resize_short_side(micrograph.grey, meta.preprocessing.resize))
-        with torch.no_grad():
-            probs = model(image[None]).softmax(1)[0]
+    for axis, relative, item, probs in zip(axes, picks, prepared, probabilities):
         best = int(probs.argmax())
         truth = relative.split("/")[0]
-        axis.imshow(micrograph.grey, cmap="gray")
-        colour = "green" if meta.classes[best] == truth else "red"
-        axis.set_title(f"true {truth}\npred {meta.classes[best]} ({probs[best]:.0%})", fontsize=8, color=colour)
+        axis.imshow(item.grey, cmap="gray")
+        colour = "green" if predictor.classes[best] == truth else "red"
+        axis.set_title(f"true {truth}\npred {predictor.classes[best]} ({probs[best]:.0%})", fontsize=8, color=colour)
     for axis in axes:
         axis.axis("off")
     figure.tight_layout()
