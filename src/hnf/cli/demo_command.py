@@ -67,7 +67,7 @@ def demo(
     per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 36,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 42,
     ode_method: Annotated[str, typer.Option(help="Fixed-step ODE solver: euler (one field evaluation a step, the CPU setting) or rk4 (four, the model's default) or midpoint.")] = "euler",
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
