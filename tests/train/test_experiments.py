@@ -12,7 +12,7 @@ from hnf.cli import app
 from hnf.data.splits import load_split
 from hnf.data.synth import write_synthetic_dataset
 from hnf.models.registry import list_models
-from hnf.train.experiments import Variant, ablation_grid, baseline_grid, run_variants
+from hnf.train.experiments import Variant, ablation_grid, baseline_grid, results_table, run_variants
 from hnf.train.loop import TrainConfig
 
 
@@ -24,14 +24,15 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cv_folds_partition_the_data_and_report_mean_and_std(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "cv"
     args = ["cv", "--data", str(data), "--model", "resnet18", "--folds", "2", "--out", str(out),
-            "--epochs", "1", "--batch-size", "8", "--img-size", "64", "--precision", "fp32"]
+            "--epochs", "1", "--batch-size", "8", "--img-size", "64", "--precision", "fp32", "--tta-views", "4"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     folds = load_split(out / "folds.json")
     tested = sorted(p for fold in folds.folds for p in fold.test)
     assert len(tested) == 50 and len(set(tested)) == 50
     report = (out / "report.md").read_text()
-    assert "| fold | top-1 |" in report and "| top1 |" in report and "| macro_f1 |" in report
+    assert "| fold | top-1 (4 views) |" in report and "| top1 |" in report and "| macro_f1 |" in report
+    assert "| identity_top1 |" in report  # the plain score's mean and spread beside the averaged one
     first = out / "fold-01" / "metrics.json"
     stamp = first.stat().st_mtime_ns
     assert CliRunner().invoke(app, args).exit_code == 0
@@ -57,3 +58,19 @@ def test_ablation_grid_switches_one_part_each() -> None:
         assert any(v.label == "without text" and v.model == "hnf_small" for v in grid)
     assert [v.model for v in baseline_grid()] == ["resnet18", "convnext_atto", "vit_tiny_patch16_224"]
     assert json.dumps([v.slug for v in grid])
+
+
+def test_results_table_shows_plain_scores_beside_averaged_ones() -> None:
+    row = {"variant": "full", "top1": 0.9, "macro_f1": 0.8, "train_seconds": 12.4, "train_images_per_s": 50.0}
+    assert results_table([row], "variant").splitlines() == [
+        "| variant | top-1 | top-5 | macro-F1 | train time (s) | train img/s |",
+        "|---|---|---|---|---|---|",
+        "| full | 0.9000 | - | 0.8000 | 12 | 50.0 |",
+    ]
+    averaged = {**row, "tta_views": 8, "identity_top1": 0.85, "identity_macro_f1": 0.75}
+    assert results_table([averaged], "variant").splitlines() == [
+        "| variant | top-1 (8 views) | top-5 (8 views) | macro-F1 (8 views) | top-1 (as given) | macro-F1 (as given) "
+        "| train time (s) | train img/s |",
+        "|---|---|---|---|---|---|---|---|",
+        "| full | 0.9000 | - | 0.8000 | 0.8500 | 0.7500 | 12 | 50.0 |",
+    ]

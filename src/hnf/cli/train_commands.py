@@ -135,11 +135,12 @@ def evaluate_command(
 
 
 def _experiment_config(data: Path, out: Path, model: str, epochs: int, batch_size: int, lr: float, img_size: int,
-                       seed: int, split: Path | None, precision: str, device: str, set_: list[str] | None) -> TrainConfig:
+                       seed: int, split: Path | None, precision: str, device: str, set_: list[str] | None,
+                       tta_views: int) -> TrainConfig:
     return TrainConfig(
         data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
         batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
-        split=str(split) if split else None, precision=precision, device=device,
+        split=str(split) if split else None, precision=precision, device=device, tta_views=tta_views,
     )
 
 
@@ -154,6 +155,7 @@ Precision = Annotated[str, typer.Option(help="auto (bf16 where native), bf16 or 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, ...")]
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")]
 Jobs = Annotated[int, typer.Option(min=1, help="Runs trained at once, each in its own process (a GPU has room for several).")]
+TtaViews = Annotated[int, typer.Option(help=VIEWS_HELP)]
 
 
 def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: str = "") -> None:
@@ -169,9 +171,11 @@ def cv_command(
     out: Annotated[Path, typer.Option()] = Path("runs/cv"),
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     precision: Precision = "auto", device: Device = "auto", set_: Overrides = None, jobs: Jobs = 1,
+    tta_views: TtaViews = 1,
 ) -> None:
     """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
-    config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_)
+    config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_,
+                                tta_views)
     try:
         rows = cross_validate(config, folds, out, jobs)
     except HnfError as err:
@@ -190,10 +194,11 @@ def ablate_command(
     model: Annotated[str, typer.Option(help="The full model of the grid.")] = "hnf_llm_small",
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
-    jobs: Jobs = 1,
+    jobs: Jobs = 1, tta_views: TtaViews = 1,
 ) -> None:
     """The ablation grid (full, without text/cross-attention/ODE/graph/sequence/gate, one scale, no exchange)."""
-    config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_)
+    config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_,
+                                tta_views)
     try:
         rows = run_variants(ablation_grid(model), config, out, jobs)
     except HnfError as err:
@@ -207,9 +212,11 @@ def baselines_command(
     pretrained: Annotated[bool, typer.Option(help="Start from timm's pretrained weights (needs a reachable hub).")] = False,
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", jobs: Jobs = 1,
+    tta_views: TtaViews = 1,
 ) -> None:
     """timm resnet18, convnext_atto, vit_tiny_patch16_224 (one grey channel) under the same protocol."""
-    config = _experiment_config(data, out, "resnet18", epochs, batch_size, lr, img_size, seed, split, precision, device, None)
+    config = _experiment_config(data, out, "resnet18", epochs, batch_size, lr, img_size, seed, split, precision, device, None,
+                                tta_views)
     variants = baseline_grid()
     if pretrained:
         variants = [replace(v, overrides={"pretrained": True}) for v in variants]

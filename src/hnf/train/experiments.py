@@ -23,7 +23,7 @@ from hnf.models.registry import list_models
 from hnf.train.data import prepare_run_data, readable_dataset
 from hnf.train.loop import TrainConfig, train
 
-REPORTED = ("top1", "top5", "macro_f1")
+REPORTED = ("top1", "top5", "macro_f1", "identity_top1", "identity_macro_f1")
 
 
 @dataclass(frozen=True)
@@ -139,14 +139,21 @@ def mean_std(rows: list[dict[str, Any]], key: str) -> tuple[float, float] | None
 
 
 def results_table(rows: list[dict[str, Any]], first_column: str) -> str:
-    """A Markdown table: top-1, top-5, macro-F1, train time, training images/s."""
-    lines = [f"| {first_column} | top-1 | top-5 | macro-F1 | train time (s) | train img/s |", "|---|---|---|---|---|---|"]
+    """A Markdown table: top-1, top-5, macro-F1, train time, training images/s; when the runs
+    averaged test-time views (``tta_views`` > 1) also the top-1 and macro-F1 of the images as given."""
+    views = max((row.get("tta_views", 1) for row in rows), default=1)
+    plain = views > 1
+    suffix = f" ({views} views)" if plain else ""
+    header = f"| {first_column} | top-1{suffix} | top-5{suffix} | macro-F1{suffix} | "
+    header += "top-1 (as given) | macro-F1 (as given) | " if plain else ""
+    header += "train time (s) | train img/s |"
+    lines = [header, "|" + "---|" * header.count(" |")]
     for row in rows:
         top5 = f"{row['top5']:.4f}" if "top5" in row else "-"
-        lines.append(
-            f"| {row[first_column]} | {row['top1']:.4f} | {top5} | {row['macro_f1']:.4f} | "
-            f"{row['train_seconds']:.0f} | {row['train_images_per_s']:.1f} |"
-        )
+        line = f"| {row[first_column]} | {row['top1']:.4f} | {top5} | {row['macro_f1']:.4f} | "
+        if plain:
+            line += f"{row.get('identity_top1', row['top1']):.4f} | {row.get('identity_macro_f1', row['macro_f1']):.4f} | "
+        lines.append(line + f"{row['train_seconds']:.0f} | {row['train_images_per_s']:.1f} |")
     return "\n".join(lines)
 
 
