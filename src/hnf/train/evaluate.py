@@ -2,7 +2,9 @@
 
 Metrics (``metrics.json``): ``top1``, ``top5`` (with at least 5 classes), ``macro_f1``,
 ``per_class_precision`` and ``per_class_recall`` (class name to value), ``confusion_matrix``
-(rows = true class, columns = predicted, in ``classes`` order), ``classes``, ``images``.
+(rows = true class, columns = predicted, in ``classes`` order), ``classes``, ``images``, and
+``tta_views``, the number of symmetries the scores average (:mod:`hnf.tta`); with more than one,
+also ``identity_top1`` and ``identity_macro_f1`` of the images as given.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ class LoaderPredictions:
     identity_probs: (N, C) probabilities of the image as given (the same array when views = 1).
     labels: (N,) true class indices.
     loss: mean cross-entropy of the image as given.
+    views: how many symmetries ``probs`` averages.
     """
 
     probs: np.ndarray
     identity_probs: np.ndarray
     labels: np.ndarray
     loss: float
+    views: int
 
 
 @torch.no_grad()
@@ -62,7 +66,6 @@ def predict_loader(
     views: int = 1,
 ) -> LoaderPredictions:
     """Run the model over a loader; ``views`` > 1 averages over symmetries (:mod:`hnf.tta`)."""
-    check_views(views)
     model.eval()
     probs, identity, labels, loss_sum = [], [], [], 0.0
     for images, targets in loader:
@@ -78,7 +81,7 @@ def predict_loader(
         labels.append(targets.cpu().numpy())
     count = sum(len(batch) for batch in labels)
     return LoaderPredictions(np.concatenate(probs), np.concatenate(identity), np.concatenate(labels),
-                             loss_sum / max(count, 1))
+                             loss_sum / max(count, 1), views)
 
 
 def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -100,12 +103,12 @@ def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str
     return metrics
 
 
-def score_predictions(predictions: LoaderPredictions, classes: list[str], views: int) -> dict[str, Any]:
+def score_predictions(predictions: LoaderPredictions, classes: list[str]) -> dict[str, Any]:
     """:func:`score` of the view-averaged probabilities, with ``tta_views``; with more than one
     view also ``identity_top1`` and ``identity_macro_f1``, the scores of the images as given."""
     metrics = score(predictions.probs, predictions.labels, classes)
-    metrics["tta_views"] = views
-    if views > 1:
+    metrics["tta_views"] = predictions.views
+    if predictions.views > 1:
         identity = score(predictions.identity_probs, predictions.labels, classes)
         metrics.update(identity_top1=identity["top1"], identity_macro_f1=identity["macro_f1"])
     return metrics
@@ -150,6 +153,7 @@ def evaluate_checkpoint(
     Unreadable images are skipped and listed under ``skipped``; classes the checkpoint does not
     know are an error.
     """
+    check_views(views)  # before loading anything
     run_device = pick_device(device)
     model, meta = load_checkpoint(checkpoint, map_location=run_device)
     index = index_dataset(data)
@@ -168,10 +172,9 @@ def evaluate_checkpoint(
         raise HnfError(f"{data}: no readable images to evaluate")
     prep = meta.preprocessing
     dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation), crop_band=prep.crop_band, resize=prep.resize)
-    check_views(views)
     predictions = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device,
                                  autocast_dtype("auto", run_device), views)
-    metrics = score_predictions(predictions, meta.classes, views)
+    metrics = score_predictions(predictions, meta.classes)
     metrics.update(loss=predictions.loss, checkpoint=str(checkpoint), data=str(data),
                    skipped=[{"path": p.path, "reason": p.reason} for p in report.unreadable])
     return metrics

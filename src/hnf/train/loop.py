@@ -332,7 +332,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         plot_curves([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
     if context.is_main and not interrupted:
         test = predict_loader(model, test_loader, device, amp_dtype, config.tta_views)
-        metrics = score_predictions(test, run.classes, config.tta_views)
+        metrics = score_predictions(test, run.classes)
         metrics.update(
             split="test", test_loss=test.loss, model=config.model, epochs=epoch,
             train_seconds=seconds, train_images_per_s=images_seen / max(seconds, 1e-9),
