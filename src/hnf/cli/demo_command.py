@@ -68,7 +68,7 @@ def demo(
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 42,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one warm-up epoch, cosine decay).")] = 5e-4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one warm-up epoch, cosine decay).")] = 1e-3,
     ode_method: Annotated[str, typer.Option(help="Fixed-step ODE solver: euler (one field evaluation a step, the CPU setting) or rk4 (four, the model's default) or midpoint.")] = "euler",
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
