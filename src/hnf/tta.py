@@ -20,8 +20,6 @@ from hnf.errors import HnfError
 
 TTA_VIEWS = (1, 4, 8)
 """Allowed view counts: identity only, the four quarter turns, all eight symmetries of D4."""
-VIEWS_HELP = ("Test-time augmentation: average each prediction over 1 (off), 4 (quarter turns) or "
-              "8 (quarter turns and mirror images) symmetries of the image.")
 
 
 class ViewsError(HnfError, ValueError):
@@ -38,13 +36,12 @@ def dihedral_views(images: Tensor, views: int) -> Tensor:
     """The first ``views`` symmetries g_v of square images (B, C, S, S), stacked as (V*B, C, S, S)
     in view-major order (g_0 of every image, then g_1 of every image, ...)."""
     check_views(views)
-    if views > 1 and images.shape[-1] != images.shape[-2]:
+    if views == 1:  # no copy on the plain path (validation every epoch, plain predictions)
+        return images
+    if images.shape[-1] != images.shape[-2]:
         raise ViewsError(f"test-time augmentation needs square inputs, got {tuple(images.shape[-2:])}")
-    turns = [torch.rot90(images, k, dims=(-2, -1)) for k in range(min(views, 4))]
-    if views == 8:
-        flipped = images.flip(-1)
-        turns += [torch.rot90(flipped, k, dims=(-2, -1)) for k in range(4)]
-    return torch.cat(turns) if views > 1 else images
+    sources = [images, images.flip(-1)][: views // 4]
+    return torch.cat([torch.rot90(source, k, dims=(-2, -1)) for source in sources for k in range(4)])
 
 
 def view_logits(model: nn.Module, images: Tensor, views: int = 1) -> Tensor:

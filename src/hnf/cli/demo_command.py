@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hnf.atomic import atomic_write_bytes, atomic_write_json
 from hnf.cli.inspect_command import console, print_report
+from hnf.cli.train_commands import TtaViews
 from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
 from hnf.data.splits import load_split
 from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
@@ -37,7 +38,6 @@ from hnf.predict import Predictor
 from hnf.text.corpus import offline_descriptions
 from hnf.text.mlm import PretrainConfig, pretrain_mlm
 from hnf.train.loop import TrainConfig, train
-from hnf.tta import VIEWS_HELP
 
 BAND_TOLERANCE_ROWS = 4
 
@@ -68,13 +68,13 @@ def demo(
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 42,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one warm-up epoch, cosine decay).")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one warm-up epoch, cosine decay).")] = TrainConfig.lr,
     ode_method: Annotated[str, typer.Option(help="Fixed-step ODE solver: euler (one field evaluation a step, the CPU setting) or rk4 (four, the model's default) or midpoint.")] = "euler",
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
     mlm_epochs: Annotated[int, typer.Option(help="Masked-LM epochs adapting the text encoder (0: skip).")] = 1,
-    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 8,
+    tta_views: TtaViews = 8,
 ) -> None:
     """Synthesise micrographs, adapt the text encoder, train hnf_llm_small, evaluate, write a report."""
     start = time.perf_counter()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hnf.tta import VIEWS_HELP
+from hnf.cli.train_commands import TtaViews
 
 export_app = typer.Typer(no_args_is_help=True)
 
@@ -60,7 +60,7 @@ def predict_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ... ")] = "cpu",
-    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 1,
+    tta_views: TtaViews = 1,
 ) -> None:
     """Classify micrographs with a checkpoint: a table, optional CSV/JSON rows and explanation PNGs.
 

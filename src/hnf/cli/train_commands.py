@@ -26,7 +26,6 @@ from hnf.train.experiments import (
     write_report,
 )
 from hnf.train.loop import TrainConfig, train
-from hnf.tta import VIEWS_HELP
 
 console = Console()
 
@@ -42,6 +41,11 @@ def _parse_overrides(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             overrides[key] = value
     return overrides
+
+
+TtaViews = Annotated[int, typer.Option(help=(
+    "Test-time augmentation: average each prediction over 1 (off), 4 (quarter turns) or "
+    "8 (quarter turns and mirror images) symmetries of the image (hnf.tta)."))]
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -80,7 +84,7 @@ def train_command(
     bands: Annotated[bool, typer.Option("--bands/--no-bands", help="Cut the information band away.")] = True,
     normalisation: Annotated[str, typer.Option(help="per_image: (x - mean(x)) / std(x) per image; fixed: (x - 0.5) / 0.25.")] = "per_image",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
-    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 1,
+    tta_views: TtaViews = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train a model; writes checkpoint/, metrics.jsonl, metrics.json (test side), curves and confusion matrix."""
@@ -115,7 +119,7 @@ def evaluate_command(
     confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option()] = "auto",
-    tta_views: Annotated[int, typer.Option(help=VIEWS_HELP)] = 1,
+    tta_views: TtaViews = 1,
 ) -> None:
     """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix."""
     try:
@@ -155,7 +159,6 @@ Precision = Annotated[str, typer.Option(help="auto (bf16 where native), bf16 or 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, ...")]
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")]
 Jobs = Annotated[int, typer.Option(min=1, help="Runs trained at once, each in its own process (a GPU has room for several).")]
-TtaViews = Annotated[int, typer.Option(help=VIEWS_HELP)]
 
 
 def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: str = "") -> None:

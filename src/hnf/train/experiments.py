@@ -142,18 +142,19 @@ def results_table(rows: list[dict[str, Any]], first_column: str) -> str:
     """A Markdown table: top-1, top-5, macro-F1, train time, training images/s; when the runs
     averaged test-time views (``tta_views`` > 1) also the top-1 and macro-F1 of the images as given."""
     views = max((row.get("tta_views", 1) for row in rows), default=1)
-    plain = views > 1
-    suffix = f" ({views} views)" if plain else ""
-    header = f"| {first_column} | top-1{suffix} | top-5{suffix} | macro-F1{suffix} | "
-    header += "top-1 (as given) | macro-F1 (as given) | " if plain else ""
-    header += "train time (s) | train img/s |"
-    lines = [header, "|" + "---|" * header.count(" |")]
+    suffix = f" ({views} views)" if views > 1 else ""
+    columns = [first_column, f"top-1{suffix}", f"top-5{suffix}", f"macro-F1{suffix}"]
+    columns += ["top-1 (as given)", "macro-F1 (as given)"] if views > 1 else []
+    columns += ["train time (s)", "train img/s"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        top5 = f"{row['top5']:.4f}" if "top5" in row else "-"
-        line = f"| {row[first_column]} | {row['top1']:.4f} | {top5} | {row['macro_f1']:.4f} | "
-        if plain:
-            line += f"{row.get('identity_top1', row['top1']):.4f} | {row.get('identity_macro_f1', row['macro_f1']):.4f} | "
-        lines.append(line + f"{row['train_seconds']:.0f} | {row['train_images_per_s']:.1f} |")
+        cells = [row[first_column], f"{row['top1']:.4f}", f"{row['top5']:.4f}" if "top5" in row else "-",
+                 f"{row['macro_f1']:.4f}"]
+        if views > 1:
+            cells += [f"{row.get('identity_top1', row['top1']):.4f}",
+                      f"{row.get('identity_macro_f1', row['macro_f1']):.4f}"]
+        cells += [f"{row['train_seconds']:.0f}", f"{row['train_images_per_s']:.1f}"]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
 
