@@ -8,6 +8,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
+from hnf.models.attention import SelfAttention
 from hnf.models.config import HNFConfig
 from hnf.models.gate import ExpertGate
 from hnf.models.graph import GraphExpert
@@ -16,13 +17,15 @@ from hnf.models.patch_embed import ConvStem, PatchEmbed
 
 
 class SequenceExpert(nn.Module):
-    """``depth`` transformer blocks (pre-norm self-attention + MLP, torch SDPA), then the
-    bidirectional ODE refinement when ``use_ode``."""
+    """``depth`` transformer blocks (pre-norm self-attention + MLP; the attention kernel chosen per
+    device by :class:`~hnf.models.attention.SelfAttention`), then the bidirectional ODE
+    refinement when ``use_ode``."""
 
     def __init__(self, cfg: HNFConfig, drop_path: float) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*(
-            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, drop_path=drop_path)
+            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, drop_path=drop_path,
+                  attn_layer=SelfAttention)
             for _ in range(cfg.depth)
         ))
         self.ode = (

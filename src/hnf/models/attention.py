@@ -1,0 +1,36 @@
+"""Multi-head self-attention that picks its kernel for the device and precision of each call.
+
+timm's :class:`~timm.layers.Attention` computes, per head of width d_h::
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_h)) V
+
+either with PyTorch's fused ``scaled_dot_product_attention`` (SDPA) or as the explicit product
+(two batched matrix products and a softmax). The two are the same function; their speed is not.
+On the CPU under bf16 autocast, SDPA's flash kernel is slow in the backward pass for the short
+sequences of HNF's scales (16 to 196 tokens): a transformer block's forward and backward took
+0.74x to 0.78x the time with the explicit product, and a whole hnf_llm_small training step 0.91x
+(``bench/bench_attention.py`` on a CPU with avx512_bf16, BENCHMARKS.md). In fp32 on the CPU the
+two are within a few percent of each other (either way, between runs), and on a GPU SDPA is the
+one to use, so only that one case changes.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import Attention
+from torch import Tensor
+
+
+def prefers_explicit_attention(x: Tensor) -> bool:
+    """True on the CPU under bf16 autocast, where the explicit product beats SDPA."""
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+class SelfAttention(Attention):
+    """timm's attention (same parameters and state-dict keys), with the kernel chosen per call by
+    :func:`prefers_explicit_attention`; ``Block(..., attn_layer=SelfAttention)`` uses it."""
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        self.fused_attn = not prefers_explicit_attention(x)
+        return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
