@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from timm.models.vision_transformer import Block
 import hnf.models.attention as attention
 from hnf.data.synth import SYNTH_CLASSES
 from hnf.models.factory import build_classifier
+from timing import interleaved_medians  # bench/timing.py, beside this script
 
 BATCH = 32
 TOKENS = (16, 49, 196)
@@ -81,34 +80,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    cases: dict[str, Callable[[], None]] = {}
+    cases: dict[tuple[str, str, bool], Callable[[], None]] = {}
     for precision, bf16 in (("fp32", False), ("bf16", True)):
-        for tokens in TOKENS:
-            step = _block_step(tokens, bf16)
-            for kernel, explicit in (("sdpa", False), ("explicit", True)):
-                cases[f"block N={tokens} {precision} {kernel}"] = _forced(step, explicit)
-        step = _model_step(bf16)
-        for kernel, explicit in (("sdpa", False), ("explicit", True)):
-            cases[f"hnf_llm_small step {precision} {kernel}"] = _forced(step, explicit)
-    for run in cases.values():
-        run(), run()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.rounds):
-        for name, run in cases.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: 1000 * statistics.median(t) for name, t in times.items()}
-    rows = []
+        steps = {f"block N={tokens}": _block_step(tokens, bf16) for tokens in TOKENS}
+        steps["hnf_llm_small step"] = _model_step(bf16)
+        for label, step in steps.items():
+            for explicit in (False, True):
+                cases[label, precision, explicit] = _forced(step, explicit)
+    medians = interleaved_medians(cases, args.rounds)
+    rows = [{"case": label, "precision": precision, "sdpa_ms": 1000 * medians[label, precision, False],
+             "explicit_ms": 1000 * medians[label, precision, True]}
+            for label, precision, explicit in cases if not explicit]
     print("| case | precision | SDPA (ms) | explicit (ms) | explicit / SDPA |")
     print("|---|---|---|---|---|")
-    for name in medians:
-        if name.endswith(" sdpa"):
-            case = name.removesuffix(" sdpa")
-            label, precision = case.rsplit(" ", 1)
-            sdpa, explicit = medians[name], medians[f"{case} explicit"]
-            rows.append({"case": label, "precision": precision, "sdpa_ms": sdpa, "explicit_ms": explicit})
-            print(f"| {label} | {precision} | {sdpa:.1f} | {explicit:.1f} | {explicit / sdpa:.2f} |")
+    for row in rows:
+        print(f"| {row['case']} | {row['precision']} | {row['sdpa_ms']:.1f} | {row['explicit_ms']:.1f} | "
+              f"{row['explicit_ms'] / row['sdpa_ms']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 
 from hnf.data.synth import SYNTH_CLASSES
 from hnf.models.factory import build_classifier
+from timing import interleaved_medians  # bench/timing.py, beside this script
 
 DEFAULT_VARIANTS = (
     'all_tokens_rk4={"model": "hnf_llm_small", "text_token_fraction": 1.0}',
@@ -64,15 +63,8 @@ def main() -> None:
             loss.backward()
             optimizer.step()
 
-        step(), step()
         steps[name] = step
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = interleaved_medians(steps, args.rounds)
     reference = next(iter(medians.values()))
     rows = {name: {"step_ms": 1000 * m, "ratio": m / reference} for name, m in medians.items()}
     for name, row in rows.items():
