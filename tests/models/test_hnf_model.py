@@ -13,6 +13,7 @@ from hnf.models.info import model_report
 ABLATIONS: dict[str, tuple[dict, tuple[str, ...]]] = {
     "full": ({}, ()),
     "patch_stem": ({"stem": "patch"}, (".stem.",)),
+    "conv_stem": ({"stem": "conv"}, ()),
     "no_ode": ({"use_ode": False}, (".ode.",)),
     "no_graph": ({"use_graph": False}, (".graph.", ".interaction.")),
     "no_sequence": ({"use_sequence": False}, (".sequence.", ".interaction.")),

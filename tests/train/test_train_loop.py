@@ -18,7 +18,7 @@ from hnf.data.synth import write_synthetic_dataset
 from hnf.errors import HnfError
 from hnf.train.evaluate import evaluate_checkpoint
 from hnf.models import create_model
-from hnf.train.loop import TrainConfig, lr_factor, param_groups, train
+from hnf.train.loop import TrainConfig, budget_epoch, epochs_within_budget, lr_factor, param_groups, train
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,32 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[9:], values[10:]))
     assert values[-1] < 0.01
+
+
+def test_epochs_within_a_time_budget() -> None:
+    assert epochs_within_budget(100.0, seconds=9.0, epochs_done=1, max_epochs=50) == 11
+    assert epochs_within_budget(100.0, seconds=20.0, epochs_done=2, max_epochs=50) == 10
+    assert epochs_within_budget(100.0, seconds=1.0, epochs_done=1, max_epochs=50) == 50
+    assert epochs_within_budget(5.0, seconds=9.0, epochs_done=1, max_epochs=50) == 1  # what ran stays
+    assert [budget_epoch(w) for w in (0.0, 0.5, 1.0, 1.5)] == [1, 1, 1, 2]
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(1.0, 1), (1e6, 3)])
+def test_a_time_budget_fixes_the_epochs_after_the_warm_up_and_resume_keeps_them(
+    tiny_data: Path, tmp_path: Path, budget: float, expected: int
+) -> None:
+    """Far too small a budget ends the run after the warm-up epoch; an ample one runs --epochs.
+    Either way config.json, the log and the result agree, and --resume does not lengthen it."""
+    run = tmp_path / "run"
+    result = train(replace(_config(tiny_data, run, epochs=3), time_budget_s=budget))
+    saved = json.loads((run / "config.json").read_text())
+    assert result.epochs_done == expected and saved["epochs"] == expected
+    assert saved["time_budget_s"] == budget
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in log] == list(range(1, expected + 1))
+    if expected > 1:  # (one epoch is all warm-up) the cosine decay ended at the decided length
+        assert log[-1]["lr"] < 0.05 * 2e-3
+    assert train(_config(tiny_data, run, epochs=6), resume=True).epochs_done == expected
 
 
 def test_weight_decay_spares_biases_norms_positions_and_queries() -> None:

@@ -10,6 +10,13 @@
 The demo trains at ``--img-size`` 112 with patch sizes (16, 28) and the Euler solver for the
 neural ODE by default, so that it finishes within minutes on two CPU cores; ``--img-size 224``
 with the full (16, 28, 32) pyramid and ``--ode-method rk4`` is the paper's setting (use a GPU).
+
+The model underfits these images at any length a CPU allows, so the demo trains as long as its
+wall-clock budget (``--minutes``) permits: training gets what is left after generation, inspection
+and the text encoder, less a reserve for the test evaluation, and the run fixes its number of
+epochs after the warm-up epoch from its measured pace (at most ``MAX_EPOCHS``). A faster machine
+therefore trains longer and scores higher; the epochs taken are printed and saved in the run's
+``config.json``, and ``--epochs N`` fixes them instead, for an exact rerun anywhere.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from hnf.text.mlm import PretrainConfig, pretrain_mlm
 from hnf.train.loop import TrainConfig, train
 
 BAND_TOLERANCE_ROWS = 4
+MAX_EPOCHS = 120
+EVALUATION_RESERVE_S = 45.0  # for the test side with eight views, the prediction sheet, start-up
 
 
 def band_agreement(report: InspectionReport, labels_csv: Path) -> tuple[int, int, int, int]:
@@ -67,7 +76,8 @@ def demo(
     per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
     img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 42,
+    epochs: Annotated[int | None, typer.Option(min=1, help=f"Training epochs (default: as many as fit --minutes, at most {MAX_EPOCHS}).")] = None,
+    minutes: Annotated[float, typer.Option(min=1.0, help="Wall-clock budget of the whole demo, when --epochs is not given.")] = 8.5,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one warm-up epoch, cosine decay).")] = TrainConfig.lr,
     ode_method: Annotated[str, typer.Option(help="Fixed-step ODE solver: euler (one field evaluation a step, the CPU setting) or rk4 (four, the model's default) or midpoint.")] = "euler",
     model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
@@ -98,9 +108,14 @@ def demo(
     overrides: dict = {"scales": _scales_for(img_size), "ode_method": ode_method}
     if model.startswith("hnf_llm"):
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
+    budget = None if epochs else minutes * 60 - (time.perf_counter() - start) - EVALUATION_RESERVE_S
+    if budget is not None:
+        console.print(f"training budget: {budget:.0f} s (--minutes {minutes:g}, less the steps so far and "
+                      f"{EVALUATION_RESERVE_S:.0f} s kept for the evaluation)")
     config = TrainConfig(
-        data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides, epochs=epochs,
-        batch_size=32, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed, tta_views=tta_views,
+        data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides,
+        epochs=epochs or MAX_EPOCHS, time_budget_s=budget, batch_size=32, lr=lr, img_size=img_size,
+        resize=round(img_size * 8 / 7), seed=seed, tta_views=tta_views,
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")
@@ -118,7 +133,7 @@ def demo(
     plain = (f" ({tta_views}-view average; the images as given: top-1 {result.metrics['identity_top1']:.4f}, "
              f"macro-F1 {result.metrics['identity_macro_f1']:.4f})") if tta_views > 1 else ""
     console.print(
-        f"trained {model} for {epochs} epochs in {result.seconds:.0f} s ({result.images_per_s:.1f} img/s); "
+        f"trained {model} for {result.epochs_done} epochs in {result.seconds:.0f} s ({result.images_per_s:.1f} img/s); "
         f"held-out top-1 {top1:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}{plain}"
     )
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")

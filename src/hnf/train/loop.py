@@ -4,6 +4,8 @@ AdamW (no weight decay on biases, norms and embeddings; PyTorch's fused kernel o
 one pass over all parameters instead of a dozen small ops per tensor), linear warm-up then
 cosine decay per step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the
 hardware has it.
+With ``time_budget_s`` set, ``epochs`` is an upper bound: once the warm-up is over, the run
+measures its seconds per epoch and shortens the cosine schedule to the epochs that fit the budget.
 Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
 ``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
 a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
@@ -18,7 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,9 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     tta_views: int = 1  # test-side evaluation averaged over 1, 4 or 8 symmetries (hnf.tta)
+    # seconds of training (with validation) to fit: the schedule shrinks to the epochs that fit,
+    # decided after the warm-up and written back into ``epochs`` (see epochs_within_budget)
+    time_budget_s: float | None = None
 
 
 @dataclass
@@ -109,6 +114,20 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def budget_epoch(warmup_epochs: float) -> int:
+    """The epoch after which a time-budgeted run fixes its length: the first one that ends with
+    the warm-up over, so that every step of the cosine decay already knows the total."""
+    return max(1, math.ceil(warmup_epochs))
+
+
+def epochs_within_budget(budget_s: float, seconds: float, epochs_done: int, max_epochs: int) -> int:
+    """How many epochs fit ``budget_s`` at the pace so far (``seconds`` for ``epochs_done``
+    epochs): ``floor(budget_s * epochs_done / seconds)``, at least ``epochs_done`` (those are
+    run) and at most ``max_epochs``."""
+    fitting = math.floor(budget_s * epochs_done / max(seconds, 1e-9))
+    return max(epochs_done, min(max_epochs, fitting))
 
 
 @contextmanager
@@ -193,7 +212,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         if not (run_dir / "config.json").is_file() or not (run_dir / "checkpoint").is_dir():
             raise HnfError(f"{run_dir}: no run to resume (expected config.json and checkpoint/ there)")
         saved = json.loads((run_dir / "config.json").read_text())
-        config = TrainConfig(**{**saved, "epochs": config.epochs})
+        # a budgeted run keeps the length it fixed (saved); otherwise --epochs may extend the run
+        config = TrainConfig(**{**saved, "epochs": saved["epochs"] if saved.get("time_budget_s") else config.epochs})
     elif (run_dir / "checkpoint").exists():
         raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if config.normalisation not in NORMALISATIONS:
@@ -266,6 +286,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         context.barrier()
 
     interrupted = False
+    val_seconds = 0.0  # validation time in this process (training time is ``seconds``)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), console=console, transient=False, disable=not context.is_main,
@@ -314,6 +335,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 break
             epoch += 1
             if context.is_main:
+                val_start = time.perf_counter()
                 validation = predict_loader(model, val_loader, device, amp_dtype)
                 val = score(validation.probs, validation.labels, run.classes)
                 record = {
@@ -325,6 +347,15 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
                     log.write(json.dumps(record) + "\n")
                 progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
+                val_seconds += time.perf_counter() - val_start
+            if config.time_budget_s and epoch == budget_epoch(config.warmup_epochs):
+                fitting = epochs_within_budget(config.time_budget_s, seconds + val_seconds, epoch, config.epochs)
+                config = replace(config, epochs=round(context.sum([fitting if context.is_main else 0], device)[0]))
+                total_steps = config.epochs * steps_per_epoch  # rank 0's decision, on every rank
+                if context.is_main:
+                    atomic_write_json(run_dir / "config.json", asdict(config))
+                say(f"time budget {config.time_budget_s:.0f} s, {(seconds + val_seconds) / epoch:.1f} s per epoch so far: "
+                    f"{config.epochs} epochs")
             checkpoint()
 
     metrics: dict[str, Any] = {}
