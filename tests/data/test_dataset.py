@@ -97,6 +97,21 @@ def test_torch_dataset_resizes_once_caches_and_transforms(tmp_path: Path) -> Non
     assert train[1][0].shape == (1, 224, 224) and train[1][1] == 1
 
 
+def test_preload_caches_what_lazy_loading_would(tmp_path: Path) -> None:
+    from hnf.data.synth import write_synthetic_dataset
+
+    index = index_dataset(write_synthetic_dataset(tmp_path / "data", per_class=2, size=96, seed=1, band_prob=0.5))
+    lazy = MicrographDataset(index.samples, index.classes, resize=80, cache=True)
+    eager = MicrographDataset(index.samples, index.classes, resize=80, cache=True)
+    eager.preload(threads=2)
+    assert len(eager._cached) == len(index.samples)
+    for i in range(len(index.samples)):
+        assert torch.equal(eager._cached[i], lazy.load(i))
+    assert eager.bands == lazy.bands and any(band is not None for band in eager.bands.values())
+    with pytest.raises(ValueError, match="preload needs cache=True"):
+        MicrographDataset(index.samples, index.classes).preload()
+
+
 def test_resize_short_side_and_unknown_labels() -> None:
     assert resize_short_side(np.zeros((100, 50), np.float32), 256).shape == (1, 512, 256)
     from hnf.data.dataset import Sample

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -70,6 +72,17 @@ class MicrographDataset(Dataset):
         if self.cache:
             self._cached[index] = image
         return image
+
+    def preload(self, threads: int | None = None) -> None:
+        """Fill the cache now, decoding on ``threads`` threads (default: one per CPU; decoding
+        and band detection release the GIL for most of their time), so that the first epoch
+        runs at the pace of the later ones (a time-budgeted run plans with it)."""
+        if not self.cache:
+            raise ValueError("preload needs cache=True")
+        missing = [index for index in range(len(self.samples)) if index not in self._cached]
+        with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+            for _ in pool.map(self.load, missing):
+                pass
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """``item`` is an index, or ``(index, seed)``: then the random transform runs under that

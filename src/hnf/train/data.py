@@ -143,7 +143,11 @@ def build_loaders(
     rank: int = 0,
     normalisation: str = "per_image",
 ) -> tuple[DataLoader, DataLoader, DataLoader, EpochSampler]:
-    """Train (augmented, seeded sampler), validation and test (evaluation transform) loaders."""
+    """Train (augmented, seeded sampler), validation and test (evaluation transform) loaders.
+
+    With ``workers == 0`` the images are cached in memory, and the training and validation ones
+    are decoded now, in parallel (:meth:`MicrographDataset.preload`), not during the first epoch.
+    """
     def dataset(samples: list[Sample], train: bool) -> MicrographDataset:
         transform = (build_train_transform(img_size, normalisation) if train
                      else build_eval_transform(img_size, normalisation))
@@ -153,5 +157,8 @@ def build_loaders(
     common = {"num_workers": workers, "pin_memory": pin_memory, "persistent_workers": workers > 0}
     train = DataLoader(dataset(run.train, True), batch_size=batch_size, sampler=sampler, drop_last=len(run.train) > batch_size, **common)
     val = DataLoader(dataset(run.val, False), batch_size=batch_size, **common)
+    if workers == 0:
+        train.dataset.preload()
+        val.dataset.preload()
     test = DataLoader(dataset(run.test, False), batch_size=batch_size, **common)
     return train, val, test, sampler
