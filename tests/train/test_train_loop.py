@@ -18,7 +18,7 @@ from hnf.data.synth import write_synthetic_dataset
 from hnf.errors import HnfError
 from hnf.train.evaluate import evaluate_checkpoint
 from hnf.models import create_model
-from hnf.train.loop import TrainConfig, budget_epoch, epochs_within_budget, lr_factor, param_groups, train
+from hnf.train.loop import TrainConfig, lr_factor, param_groups, train
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +104,6 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(values[9:], values[10:]))
     assert values[-1] < 0.01
-
-
-def test_epochs_within_a_time_budget() -> None:
-    assert epochs_within_budget(100.0, spent_s=9.0, epochs_done=1, epoch_s=6.0, max_epochs=50) == 16
-    assert epochs_within_budget(100.0, spent_s=20.0, epochs_done=2, epoch_s=10.0, max_epochs=50) == 10
-    assert epochs_within_budget(100.0, spent_s=1.0, epochs_done=1, epoch_s=1.0, max_epochs=50) == 50
-    assert epochs_within_budget(5.0, spent_s=9.0, epochs_done=1, epoch_s=9.0, max_epochs=50) == 1  # what ran stays
-    assert [budget_epoch(w) for w in (0.0, 0.5, 1.0, 1.5)] == [1, 1, 1, 2]
 
 
 @pytest.mark.parametrize(("budget", "expected"), [(1e-3, 1), (1e6, 3)])

@@ -13,10 +13,10 @@ with the full (16, 28, 32) pyramid and ``--ode-method rk4`` is the paper's setti
 
 The model underfits these images at any length a CPU allows, so the demo trains as long as its
 wall-clock budget (``--minutes``) permits: training gets what is left after generation, inspection
-and the text encoder, less a reserve for the test evaluation, and the run fixes its number of
-epochs after the warm-up epoch from its measured pace (at most ``MAX_EPOCHS``). A faster machine
-therefore trains longer and scores higher; the epochs taken are printed and saved in the run's
-``config.json``, and ``--epochs N`` fixes them instead, for an exact rerun anywhere.
+and the text encoder, less a reserve for the test evaluation, and the run plans its number of
+epochs from its measured pace (at most ``MAX_EPOCHS``; :mod:`hnf.train.budget`). A faster
+machine therefore trains longer and scores higher; the epochs taken are printed and saved in the
+run's ``config.json``, and ``--epochs N`` fixes them instead.
 """
 
 from __future__ import annotations

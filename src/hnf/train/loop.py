@@ -4,9 +4,8 @@ AdamW (no weight decay on biases, norms and embeddings; PyTorch's fused kernel o
 one pass over all parameters instead of a dozen small ops per tensor), linear warm-up then
 cosine decay per step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the
 hardware has it.
-With ``time_budget_s`` set, ``epochs`` is an upper bound: once the warm-up is over, the run
-measures its seconds per epoch (after its first few steps, with a 10% margin) and shortens the
-cosine schedule to the epochs that fit the budget.
+With ``time_budget_s`` set, ``epochs`` is an upper bound and :class:`~hnf.train.budget.EpochBudget`
+plans (after the warm-up) and re-plans (after every later epoch) how many fit the budget.
 Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
 ``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
 a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
@@ -35,6 +34,7 @@ from hnf.atomic import atomic_write_json, atomic_write_text
 from hnf.data.transforms import MEAN, NORMALISATIONS, STD
 from hnf.errors import HnfError
 from hnf.models.factory import build_classifier
+from hnf.train.budget import EpochBudget
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
 from hnf.train.data import build_loaders, prepare_run_data
 from hnf.train.device import autocast_dtype, pick_device
@@ -76,8 +76,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     tta_views: int = 1  # test-side evaluation averaged over 1, 4 or 8 symmetries (hnf.tta)
-    # seconds of training (with validation) to fit: the schedule shrinks to the epochs that fit,
-    # decided after the warm-up and written back into ``epochs`` (see epochs_within_budget)
+    # seconds of training (with validation) to fit: the epochs that fit, planned after the
+    # warm-up and shortened as the pace drifts, are written back into ``epochs`` (hnf.train.budget)
     time_budget_s: float | None = None
 
 
@@ -115,30 +115,6 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def budget_epoch(warmup_epochs: float) -> int:
-    """The epoch after which a time-budgeted run fixes its length: the first one that ends with
-    the warm-up over, so that every step of the cosine decay already knows the total."""
-    return max(1, math.ceil(warmup_epochs))
-
-
-PACE_SKIP_STEPS = 3
-"""A run's first steps carry one-off costs (kernel selection, allocator and image caches: the
-demo's first epoch trained in 6.5 s, the next ones in 4.6 s), so a time-budgeted run measures its
-pace from the steps after these."""
-PACE_MARGIN = 1.1
-"""A time-budgeted run plans with its measured seconds per epoch times this: on a shared machine
-the pace drifts (4.4 to 7.0 s per epoch within one demo run on the 2-core machine)."""
-
-
-def epochs_within_budget(budget_s: float, spent_s: float, epochs_done: int, epoch_s: float,
-                         max_epochs: int) -> int:
-    """How many epochs fit ``budget_s`` when ``epochs_done`` took ``spent_s`` and each further
-    one takes ``epoch_s``: ``epochs_done + floor((budget_s - spent_s) / epoch_s)``, at least
-    ``epochs_done`` (those are run) and at most ``max_epochs``."""
-    more = math.floor((budget_s - spent_s) / max(epoch_s, 1e-9))
-    return max(epochs_done, min(max_epochs, epochs_done + more))
 
 
 @contextmanager
@@ -298,7 +274,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
 
     interrupted = False
     val_seconds = last_val_seconds = 0.0  # validation time in this process, of the last epoch
-    pace_mark: tuple[float, int] | None = None  # (clock, step) after PACE_SKIP_STEPS of an epoch
+    budget = EpochBudget(config.time_budget_s, config.warmup_epochs, steps_per_epoch) if config.time_budget_s else None
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), console=console, transient=False, disable=not context.is_main,
@@ -328,8 +304,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 step += 1
-                if step - epoch * steps_per_epoch == min(PACE_SKIP_STEPS, steps_per_epoch - 1):
-                    pace_mark = (time.perf_counter(), step)
+                if budget is not None:
+                    budget.after_step(step)
                 loss_sum += loss.item() * len(targets)
                 correct += (logits.argmax(1) == targets).sum().item()
                 seen += len(targets)
@@ -364,17 +340,16 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
                 last_val_seconds = time.perf_counter() - val_start
                 val_seconds += last_val_seconds
-            if config.time_budget_s and epoch == budget_epoch(config.warmup_epochs):
-                steady = pace_mark is not None and step > pace_mark[1]
-                epoch_s = PACE_MARGIN * (last_val_seconds + (
-                    (train_end - pace_mark[0]) / (step - pace_mark[1]) * steps_per_epoch if steady else seconds / epoch))
-                fitting = epochs_within_budget(config.time_budget_s, seconds + val_seconds, epoch, epoch_s, config.epochs)
-                config = replace(config, epochs=round(context.sum([fitting if context.is_main else 0], device)[0]))
-                total_steps = config.epochs * steps_per_epoch  # rank 0's decision, on every rank
-                if context.is_main:
-                    atomic_write_json(run_dir / "config.json", asdict(config))
-                say(f"time budget {config.time_budget_s:.0f} s: {seconds + val_seconds:.1f} s spent, "
-                    f"{epoch_s:.1f} s planned per epoch from here: {config.epochs} epochs")
+            if budget is not None:
+                planned = budget.plan(epoch, step, config.epochs, seconds + val_seconds, train_end,
+                                      train_end - start, last_val_seconds)
+                planned = round(context.sum([planned if context.is_main else 0], device)[0])  # rank 0's plan
+                if planned != config.epochs:
+                    config = replace(config, epochs=planned)
+                    total_steps = config.epochs * steps_per_epoch
+                    if context.is_main:
+                        atomic_write_json(run_dir / "config.json", asdict(config))
+                    say(f"time budget {config.time_budget_s:.0f} s, {seconds + val_seconds:.0f} s spent: {planned} epochs")
             checkpoint()
 
     metrics: dict[str, Any] = {}
