@@ -7,12 +7,12 @@ the warm-up is over, so that every step of the cosine decay already knows where 
     epochs = done + floor((budget - spent) / (margin * seconds per epoch))
 
 with the seconds per epoch taken from the steady part of that epoch (the steps after the first
-``PACE_SKIP_STEPS``, which carry one-off costs) plus its validation, and ``PACE_MARGIN`` on top.
-After every later epoch it plans again from the mean of its last ``RECENT_EPOCHS`` epochs (no
-margin: the pace is measured, and the error shrinks with the epochs left) and shortens the
-schedule when the rest would overrun the budget: a shared machine's pace drifts (4.1 to 7.4 s per
-epoch within one demo run on the 2-core machine). It never lengthens the schedule, so the
-learning rate only ever falls.
+``PACE_SKIP_STEPS``, which carry one-off costs) plus validation and checkpoint, and
+``PACE_MARGIN`` on top. Once ``RECENT_EPOCHS`` more epochs have run, it plans again after each
+from their mean (no margin: the pace is measured, and the error shrinks with the epochs left)
+and shortens the schedule when the rest would overrun the budget: a shared machine's pace drifts
+(4.1 to 7.4 s per epoch within one demo run on the 2-core machine). It never lengthens the
+schedule, so the learning rate only ever falls.
 """
 
 from __future__ import annotations
@@ -58,17 +58,20 @@ class EpochBudget:
             self.mark = (time.perf_counter(), step)
 
     def plan(self, epoch: int, step: int, planned: int, spent_s: float, train_end: float,
-             train_s: float, val_s: float) -> int:
+             train_s: float, other_s: float) -> int:
         """The epochs to run after ``epoch`` epochs (``step`` steps) took ``spent_s`` in all, the
-        last one ``train_s`` of training that ended at clock ``train_end`` and ``val_s`` of
-        validation; ``planned`` is the current plan (the upper bound before the first plan)."""
+        last one ``train_s`` of training that ended at clock ``train_end`` and ``other_s`` of
+        validation and checkpoint; ``planned`` is the current plan (the upper bound before the
+        first plan)."""
         if epoch < self.first_plan_epoch:
             return planned
         if epoch == self.first_plan_epoch:
             if self.mark is not None and step > self.mark[1]:
                 train_s = (train_end - self.mark[0]) / (step - self.mark[1]) * self.steps_per_epoch
-            epoch_s = PACE_MARGIN * (train_s + val_s)
+            epoch_s = PACE_MARGIN * (train_s + other_s)
         else:
-            self.recent.append(train_s + val_s)
-            epoch_s = sum(self.recent) / len(self.recent)
+            self.recent.append(train_s + other_s)
+            if len(self.recent) < RECENT_EPOCHS:  # one epoch's time alone is too noisy to act on
+                return planned
+            epoch_s = sum(self.recent) / RECENT_EPOCHS
         return epochs_within_budget(self.budget_s, spent_s, epoch, epoch_s, planned)

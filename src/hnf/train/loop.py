@@ -273,7 +273,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         context.barrier()
 
     interrupted = False
-    val_seconds = last_val_seconds = 0.0  # validation time in this process, of the last epoch
+    # besides training (``seconds``): validation and checkpoint time in this process, and of the last epoch
+    other_seconds = last_other_seconds = 0.0
     budget = EpochBudget(config.time_budget_s, config.warmup_epochs, steps_per_epoch) if config.time_budget_s else None
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -325,8 +326,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 say(f"stopped at step {step}; checkpoint written; continue with --resume")
                 break
             epoch += 1
+            other_start = time.perf_counter()
             if context.is_main:
-                val_start = time.perf_counter()
                 validation = predict_loader(model, val_loader, device, amp_dtype)
                 val = score(validation.probs, validation.labels, run.classes)
                 record = {
@@ -338,19 +339,21 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
                     log.write(json.dumps(record) + "\n")
                 progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
-                last_val_seconds = time.perf_counter() - val_start
-                val_seconds += last_val_seconds
             if budget is not None:
-                planned = budget.plan(epoch, step, config.epochs, seconds + val_seconds, train_end,
-                                      train_end - start, last_val_seconds)
+                # validation now, the checkpoint as long as the last one took
+                other = time.perf_counter() - other_start + last_other_seconds
+                planned = budget.plan(epoch, step, config.epochs, seconds + other_seconds + other, train_end,
+                                      train_end - start, other)
                 planned = round(context.sum([planned if context.is_main else 0], device)[0])  # rank 0's plan
                 if planned != config.epochs:
                     config = replace(config, epochs=planned)
                     total_steps = config.epochs * steps_per_epoch
                     if context.is_main:
                         atomic_write_json(run_dir / "config.json", asdict(config))
-                    say(f"time budget {config.time_budget_s:.0f} s, {seconds + val_seconds:.0f} s spent: {planned} epochs")
+                    say(f"time budget {config.time_budget_s:.0f} s, {seconds + other_seconds:.0f} s spent: {planned} epochs")
             checkpoint()
+            last_other_seconds = time.perf_counter() - other_start
+            other_seconds += last_other_seconds
 
     metrics: dict[str, Any] = {}
     if context.is_main and (run_dir / "metrics.jsonl").exists():
