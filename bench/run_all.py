@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench_optimizer": ["bench_optimizer.py", "--model", "hnf_llm_small"],
     "bench_train_step": ["bench_train_step.py"],
     "bench_attention": ["bench_attention.py"],
+    "bench_token_subset": ["bench_token_subset.py"],
     "bench_serve": ["bench_serve.py", "--requests", "200", "--clients", "8"],
 }
 """Name -> script and arguments, as the BENCHMARKS.md sections cite them."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hnf.train.budget import PACE_MARGIN, RECENT_EPOCHS, EpochBudget, budget_epoch, epochs_within_budget
+from hnf.train.budget import PACE_MARGIN, MIN_MEASURED_EPOCHS, EpochBudget, budget_epoch, epochs_within_budget
 
 
 def test_epochs_within_a_time_budget() -> None:
@@ -22,15 +22,17 @@ def test_the_first_plan_uses_the_steady_steps_and_later_plans_only_shorten() -> 
     # steady: 0.4 s a step after the mark (the whole epoch took 5 s), 4.0 s an epoch + 0.6 s validation and checkpoint
     first = budget.plan(epoch=1, step=10, planned=200, spent_s=6.0, train_end=50.0 + 7 * 0.4, train_s=5.0, other_s=0.6)
     assert first == 1 + int(94.0 // (1.1 * 4.6)) == 19
-    # the next epochs: no plan until five of them have run; then their mean, which would fit
-    # more here, but the plan never grows (the learning rate only falls)
+    # the next epochs: no plan until five of them have run; then the mean of all measured, which
+    # would fit more here, but the plan never grows (the learning rate only falls)
     spent = 6.0
-    for epoch in range(2, 2 + RECENT_EPOCHS):
+    for epoch in range(2, 2 + MIN_MEASURED_EPOCHS):
         spent += 3.0
         assert budget.plan(epoch=epoch, step=10 * epoch, planned=19, spent_s=spent, train_end=0.0,
                            train_s=2.4, other_s=0.6) == 19
-    # slower epochs: with the window (3, 3, 3, 3, 13) s the mean is 5 s and 45 s are left: 9 more
-    assert budget.plan(epoch=7, step=70, planned=19, spent_s=55.0, train_end=0.0, train_s=12.4, other_s=0.6) == 7 + 9
+    # a slow epoch of 30 s: the mean of all six measured, (5 * 3 + 30) / 6 = 7.5 s, with
+    # 100 - 51 = 49 s left: 6 more
+    assert budget.plan(epoch=7, step=70, planned=19, spent_s=spent + 30.0, train_end=0.0, train_s=29.4,
+                       other_s=0.6) == 7 + 6
 
 
 def test_no_plan_before_the_warm_up_is_over() -> None:

@@ -14,7 +14,8 @@ attention mask, the class of each sequence and one pooled embedding per class.
   projected features themselves are cached, so inference computes the text side once. ``train()``,
   ``load_state_dict`` and ``set_descriptions`` clear what they invalidate.
 - ``token_fraction`` < 1: in training, each forward keeps a fresh random subset of that fraction
-  of the tokens (at least one per class), the text-side analogue of FLIP's image-token masking.
+  of the tokens (a fixed count, at least one per class), the text-side analogue of FLIP's
+  image-token masking.
   The projection, the fusion's keys and values and their gradients are computed for the kept
   tokens only; attention over a random subset estimates attention over all of them, and the
   class means stay unbiased. Evaluation always takes every token.
@@ -274,13 +275,20 @@ class TextEncoder(nn.Module):
         return hidden
 
     def _sample_tokens(self, mask: Tensor) -> Tensor:
-        """``mask`` thinned to a random ``token_fraction`` of its tokens, keeping the first token of
-        each class's first window so that every class keeps at least one."""
-        keep = torch.rand(mask.shape, device=mask.device) < self.token_fraction
+        """``mask`` thinned to a uniformly random subset of exactly ``round(token_fraction * n)``
+        of its ``n`` tokens, always with the first token of each class's first window so that
+        every class keeps at least one. The count is fixed, so every training step has the same
+        shapes: with a count that varied from step to step (a coin per token) a bf16 CPU step
+        took 1.05x as long (oneDNN makes kernels per shape; bench/bench_token_subset.py)."""
         first_window = torch.ones_like(self.class_index, dtype=torch.bool)
         first_window[1:] = self.class_index[1:] != self.class_index[:-1]
-        keep[first_window, 0] = True
-        return mask & keep
+        scores = torch.rand(mask.shape, device=mask.device)
+        scores[~mask] = -1.0  # padding: never taken
+        scores[first_window, 0] = 2.0  # one token per class: always taken
+        count = max(int(first_window.sum()), round(self.token_fraction * int(mask.sum())))
+        keep = torch.zeros_like(mask)
+        keep.view(-1)[scores.view(-1).topk(count).indices] = True
+        return keep
 
     def forward(self) -> TextFeatures:
         if self._feature_cache is not None and not self.training and not torch.is_grad_enabled():
