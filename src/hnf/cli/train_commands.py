@@ -85,7 +85,7 @@ def train_command(
     normalisation: Annotated[str, typer.Option(help="per_image: (x - mean(x)) / std(x) per image; fixed: (x - 0.5) / 0.25.")] = "per_image",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
     tta_views: TtaViews = 1,
-    time_budget: Annotated[float | None, typer.Option(min=1.0, help="Seconds of training (with validation) to fit: after the warm-up the run sets its epochs from its pace, at most --epochs.")] = None,
+    time_budget: Annotated[float | None, typer.Option(min=1.0, help="Seconds of training (with validation and checkpoints) to fit: after the warm-up the run sets its epochs from its pace, at most --epochs.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
     """Train a model; writes checkpoint/, metrics.jsonl, metrics.json (test side), curves and confusion matrix."""

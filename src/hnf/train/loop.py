@@ -76,8 +76,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     tta_views: int = 1  # test-side evaluation averaged over 1, 4 or 8 symmetries (hnf.tta)
-    # seconds of training (with validation) to fit: the epochs that fit, planned after the
-    # warm-up and shortened as the pace drifts, are written back into ``epochs`` (hnf.train.budget)
+    # seconds of training, validation and checkpoints to fit: the epochs that fit, planned after
+    # the warm-up and shortened as the pace drifts, are written back into ``epochs`` (hnf.train.budget)
     time_budget_s: float | None = None
 
 
@@ -273,8 +273,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         context.barrier()
 
     interrupted = False
-    # besides training (``seconds``): validation and checkpoint time in this process, and of the last epoch
-    other_seconds = last_other_seconds = 0.0
+    # besides training (``seconds``): validation and checkpoint time in this process; the last checkpoint's
+    other_seconds = last_checkpoint_seconds = 0.0
     budget = EpochBudget(config.time_budget_s, config.warmup_epochs, steps_per_epoch) if config.time_budget_s else None
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -340,8 +340,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                     log.write(json.dumps(record) + "\n")
                 progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
             if budget is not None:
-                # validation now, the checkpoint as long as the last one took
-                other = time.perf_counter() - other_start + last_other_seconds
+                # this epoch's validation, and its checkpoint as long as the last one took
+                other = time.perf_counter() - other_start + last_checkpoint_seconds
                 planned = budget.plan(epoch, step, config.epochs, seconds + other_seconds + other, train_end,
                                       train_end - start, other)
                 planned = round(context.sum([planned if context.is_main else 0], device)[0])  # rank 0's plan
@@ -351,9 +351,10 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                     if context.is_main:
                         atomic_write_json(run_dir / "config.json", asdict(config))
                     say(f"time budget {config.time_budget_s:.0f} s, {seconds + other_seconds:.0f} s spent: {planned} epochs")
+            checkpoint_start = time.perf_counter()
             checkpoint()
-            last_other_seconds = time.perf_counter() - other_start
-            other_seconds += last_other_seconds
+            last_checkpoint_seconds = time.perf_counter() - checkpoint_start
+            other_seconds += time.perf_counter() - other_start
 
     metrics: dict[str, Any] = {}
     if context.is_main and (run_dir / "metrics.jsonl").exists():
