@@ -81,8 +81,7 @@ class MicrographDataset(Dataset):
             raise ValueError("preload needs cache=True")
         missing = [index for index in range(len(self.samples)) if index not in self._cached]
         with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-            for _ in pool.map(self.load, missing):
-                pass
+            list(pool.map(self.load, missing))
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         """``item`` is an index, or ``(index, seed)``: then the random transform runs under that

@@ -342,15 +342,15 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
             if budget is not None:
                 # this epoch's validation, and its checkpoint as long as the last one took
                 other = time.perf_counter() - other_start + last_checkpoint_seconds
-                planned = budget.plan(epoch, step, config.epochs, seconds + other_seconds + other, train_end,
-                                      train_end - start, other)
+                spent = seconds + other_seconds + other
+                planned = budget.plan(epoch, step, config.epochs, spent, train_end, train_end - start, other)
                 planned = round(context.sum([planned if context.is_main else 0], device)[0])  # rank 0's plan
                 if planned != config.epochs:
                     config = replace(config, epochs=planned)
                     total_steps = config.epochs * steps_per_epoch
                     if context.is_main:
                         atomic_write_json(run_dir / "config.json", asdict(config))
-                    say(f"time budget {config.time_budget_s:.0f} s, {seconds + other_seconds:.0f} s spent: {planned} epochs")
+                    say(f"time budget {config.time_budget_s:.0f} s, {spent:.0f} s spent: {planned} epochs")
             checkpoint_start = time.perf_counter()
             checkpoint()
             last_checkpoint_seconds = time.perf_counter() - checkpoint_start
