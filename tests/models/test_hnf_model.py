@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import hnf
-from hnf.models import ConfigError, HNFFeatures, ImageSizeError, create_model, list_models
+from hnf.models import ConfigError, HNFFeatures, ImageSizeError, create_model, list_models, scales_for_image
 from hnf.models.info import model_report
 
 # switch -> substrings of parameter names (with a leading dot) that must be absent when it is off
@@ -91,6 +91,23 @@ def test_other_input_sizes_interpolate_positional_embeddings() -> None:
         model(torch.randn(1, 1, 256, 256))
     with pytest.raises(ConfigError, match="not divisible by patch size 28"):
         create_model("hnf_small", img_size=256)
+
+
+def test_scales_for_image_keep_the_design_token_grids() -> None:
+    assert scales_for_image(224) == (16, 28, 32) and scales_for_image(448) == (32, 56, 64)
+    assert scales_for_image(112) == (8, 14, 16)
+    assert scales_for_image(112, stem="conv") == (8, 16)  # 14 is not a multiple of the stem's stride
+    for img_size, stem in ((112, "patch"), (112, "conv"), (224, "conv")):
+        model = create_model("hnf_small", img_size=img_size, stem=stem, scales=scales_for_image(img_size, stem)).eval()
+        _, feats = model(torch.randn(1, 1, img_size, img_size), return_explain=True)
+        design = {16: (14, 14), 28: (8, 8), 32: (7, 7)}
+        assert feats.grids == tuple(design[p * 224 // img_size] for p in scales_for_image(img_size, stem))
+    with pytest.raises(ConfigError) as caught:
+        create_model("hnf_small", img_size=112)
+    assert str(caught.value) == ("img_size 112 is not divisible by patch size 32; the patch sizes that keep the "
+                                 "design's token grids at 112 px are --set \"scales=[8,14,16]\"")
+    with pytest.raises(ConfigError, match="no patch size of the design .* at img_size 100"):
+        scales_for_image(100)
 
 
 def test_bf16_autocast_forward() -> None:

@@ -7,7 +7,7 @@ Chebyshev convolution), :mod:`~hnf.models.ode` (bidirectional neural ODE),
 backbone fused with class descriptions), :mod:`~hnf.models.registry`.
 """
 
-from hnf.models.config import ConfigError, HNFConfig
+from hnf.models.config import ConfigError, HNFConfig, scales_for_image
 from hnf.models.hnf import HNF, HNFFeatures
 from hnf.models.hnf_llm import HNFLLM, HNFLLMConfig
 from hnf.models.patch_embed import ImageSizeError
@@ -25,4 +25,5 @@ __all__ = [
     "get_config",
     "list_models",
     "register_model",
+    "scales_for_image",
 ]

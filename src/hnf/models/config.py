@@ -6,12 +6,17 @@ Named configurations (``hnf_small``, ``hnf_base``) are registered in :mod:`hnf.m
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, fields
 
 from hnf.errors import HnfError
 
 ODE_METHODS = ("rk4", "euler", "midpoint")
 STEMS = ("patch", "conv")
+CONV_STEM_STRIDE = 4
+DESIGN_IMG_SIZE = 224
+DESIGN_SCALES = (16, 28, 32)
+"""DESIGN.md 2.1: these patch sizes on a 224x224 image give the token grids 14x14, 8x8 and 7x7."""
 
 
 class ConfigError(HnfError):
@@ -96,7 +101,7 @@ class HNFConfig:
             problems.append(f"ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
         if self.stem not in STEMS:
             problems.append(f"stem must be one of {STEMS}, got {self.stem!r}")
-        if self.stem == "conv" and any(p % 4 for p in self.scales):
+        if self.stem == "conv" and any(p % CONV_STEM_STRIDE for p in self.scales):
             problems.append(f"stem 'conv' has stride 4: every patch size must be divisible by 4, "
                             f"got scales {self.scales}")
         if self.ode_steps < 1:
@@ -105,9 +110,13 @@ class HNFConfig:
             problems.append("embed_dim must be divisible by num_heads and readout_heads")
         if self.cheb_k < 1 or self.knn < 1:
             problems.append("cheb_k and knn must be >= 1")
-        for patch in self.scales:
-            if self.img_size % patch:
-                problems.append(f"img_size {self.img_size} is not divisible by patch size {patch}")
+        misfits = [patch for patch in self.scales if self.img_size % patch]
+        problems += [f"img_size {self.img_size} is not divisible by patch size {patch}" for patch in misfits]
+        if misfits:
+            with suppress(ConfigError):
+                keep = ",".join(str(patch) for patch in scales_for_image(self.img_size, self.stem))
+                problems.append(f"the patch sizes that keep the design's token grids at {self.img_size} px "
+                                f"are --set \"scales=[{keep}]\"")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -120,3 +129,32 @@ class HNFConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+def scales_for_image(img_size: int, stem: str = "patch") -> tuple[int, ...]:
+    r"""Patch sizes that give an ``img_size`` image the design's token grids.
+
+    DESIGN.md 2.1 sets the patch sizes :data:`DESIGN_SCALES` for 224x224 images, i.e. the token
+    grids 14x14, 8x8 and 7x7. At another size each patch size P becomes
+
+    .. math::
+        P' = P \cdot \frac{\text{img\_size}}{224},
+
+    kept when it is a whole number (and, for the conv stem, a multiple of its stride 4). At 112 px
+    that is (8, 14, 16), or (8, 16) with the conv stem: the same 14x14 and 7x7 grids as at 224.
+    Keeping the design's patch sizes instead, (16, 28) at 112 px, leaves grids of 7x7 and 4x4.
+
+    Raises:
+        ConfigError: when no design patch size scales to a whole number for ``img_size``.
+    """
+    divisor = CONV_STEM_STRIDE if stem == "conv" else 1
+    kept = []
+    for patch in DESIGN_SCALES:
+        scaled, remainder = divmod(patch * img_size, DESIGN_IMG_SIZE)
+        if not remainder and scaled % divisor == 0 and scaled not in kept:
+            kept.append(scaled)
+    if not kept:
+        raise ConfigError(f"no patch size of the design {DESIGN_SCALES} scales to a whole number "
+                          f"{f'divisible by {divisor} ' if divisor > 1 else ''}at img_size {img_size}; "
+                          f"set scales by hand")
+    return tuple(kept)
