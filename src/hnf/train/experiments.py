@@ -18,6 +18,7 @@ from typing import Any
 
 from hnf.atomic import atomic_write_text
 from hnf.data.splits import Split, load_split, save_split, stratified_group_kfold
+from hnf.models.config import DESIGN_SCALES
 from hnf.models.factory import BASELINES
 from hnf.models.registry import list_models
 from hnf.train.data import prepare_run_data, readable_dataset
@@ -39,8 +40,13 @@ class Variant:
         return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
 
 
-def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_small") -> list[Variant]:
-    """The ablation grid of the training issue; rows whose model is not registered are left out."""
+def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_small",
+                  finest_scale: int = DESIGN_SCALES[0]) -> list[Variant]:
+    """The ablation grid of the training issue; rows whose model is not registered are left out.
+
+    The one-scale row keeps only ``finest_scale``, the full model's finest patch size (16 at the
+    design's 224 px, 8 with :func:`hnf.models.scales_for_image` at 112 px: the 14x14 grid either way).
+    """
     text_rows = [
         Variant("HNF-LLM full", full_model),
         Variant("without text", backbone_model),
@@ -52,7 +58,7 @@ def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_
         Variant("without graph expert", base, {"use_graph": False}),
         Variant("without sequence expert", base, {"use_sequence": False}),
         Variant("without gate", base, {"use_gate": False}),
-        Variant("single scale 16", base, {"scales": [16]}),
+        Variant(f"single scale {finest_scale}", base, {"scales": [finest_scale]}),
         Variant("without cross-scale exchange", base, {"cross_scale": False}),
     ]
     if full_model in list_models():
