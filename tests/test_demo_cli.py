@@ -15,11 +15,12 @@ def test_demo_trains_the_text_fused_model_and_writes_the_report(tmp_path: Path) 
     """Without --epochs the demo fits its training into the rest of --minutes (here a little)."""
     out = tmp_path / "demo"
     result = CliRunner().invoke(
-        app, ["demo", "--out", str(out), "--per-class", "5", "--size", "128", "--band-prob", "0.5", "--minutes", "1", "--mlm-epochs", "0"]
+        app, ["demo", "--out", str(out), "--per-class", "5", "--size", "128", "--band-prob", "0.5", "--minutes", "1", "--mlm-epochs", "0",
+              "--precision", "fp32"]
     )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "run" / "config.json").read_text())
-    assert 0 < config["time_budget_s"] < 60 - EVALUATION_RESERVE_S
+    assert 0 < config["time_budget_s"] < 60 - EVALUATION_RESERVE_S and config["precision"] == "fp32"
     assert f"training budget: {config['time_budget_s']:.0f} s (--minutes 1, less" in result.output
     assert f"trained hnf_llm_small for {config['epochs']} epochs" in result.output
     report = out / "report"

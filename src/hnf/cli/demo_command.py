@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hnf.atomic import atomic_write_bytes, atomic_write_json
 from hnf.cli.inspect_command import console, print_report
-from hnf.cli.train_commands import TtaViews
+from hnf.cli.train_commands import Precision, TtaViews
 from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
 from hnf.data.splits import load_split
 from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
@@ -85,6 +85,7 @@ def demo(
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
     mlm_epochs: Annotated[int, typer.Option(help="Masked-LM epochs adapting the text encoder (0: skip).")] = 1,
     tta_views: TtaViews = 8,
+    precision: Precision = "auto",
 ) -> None:
     """Synthesise micrographs, adapt the text encoder, train hnf_llm_small, evaluate, write a report."""
     start = time.perf_counter()
@@ -115,7 +116,7 @@ def demo(
     config = TrainConfig(
         data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides,
         epochs=epochs or MAX_EPOCHS, time_budget_s=budget, batch_size=32, lr=lr, img_size=img_size,
-        resize=round(img_size * 8 / 7), seed=seed, tta_views=tta_views,
+        resize=round(img_size * 8 / 7), seed=seed, tta_views=tta_views, precision=precision,
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")

@@ -40,8 +40,10 @@ class HNFConfig:
             channels), then each scale embeds P/4 x P/4 stem cells (kernel = stride = P/4); every
             patch size must be divisible by 4. On the synthetic micrographs it learned more
             slowly than raw patches (BENCHMARKS.md: GPU sweep; demo data, 42 epochs, 83.7% against
-            88.0%), so "patch" stays the default; on the real uhcs-3class steel micrographs it
-            lifted hnf_llm_small from 71.7% to 88.3% (60 epochs), so try it first on real data.
+            88.0%), so "patch" stays the default. On real micrographs use it with the patch sizes
+            of :func:`scales_for_image`: on uhcs-3class at 112 px, scales (8, 16), hnf_llm_small
+            averages 88.9% over three seeds against resnet18's 86.4% (BENCHMARKS.md, "The real-data
+            recipe").
         stem_channels: output channels of the conv stem.
         depth: transformer blocks of the sequence expert in each HNF layer.
         num_heads, mlp_ratio: of the transformer blocks.
