@@ -42,8 +42,8 @@ class HNFConfig:
             slowly than raw patches (BENCHMARKS.md: GPU sweep; demo data, 42 epochs, 83.7% against
             88.0%), so "patch" stays the default. On real micrographs use it with the patch sizes
             of :func:`scales_for_image`: on uhcs-3class at 112 px, scales (8, 16), hnf_llm_small
-            averages 88.9% over three seeds against resnet18's 86.4% (BENCHMARKS.md, "The real-data
-            recipe").
+            averages 88.9% over three seeds against resnet18's 86.4% (BENCHMARKS.md, "Real data,
+            where it stands").
         stem_channels: output channels of the conv stem.
         depth: transformer blocks of the sequence expert in each HNF layer.
         num_heads, mlp_ratio: of the transformer blocks.
