@@ -106,6 +106,8 @@ def test_scales_for_image_keep_the_design_token_grids() -> None:
         create_model("hnf_small", img_size=112)
     assert str(caught.value) == ("img_size 112 is not divisible by patch size 32; the patch sizes that keep the "
                                  "design's token grids at 112 px are --set \"scales=[8,14,16]\"")
+    with pytest.raises(ConfigError, match=r"got scales \(8, 14\); the patch sizes .* are --set \"scales=\[8,16\]\"$"):
+        create_model("hnf_small", img_size=112, stem="conv", scales=(8, 14))
     with pytest.raises(ConfigError, match="no patch size of the design .* at img_size 100"):
         scales_for_image(100)
 

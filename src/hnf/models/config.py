@@ -103,9 +103,10 @@ class HNFConfig:
             problems.append(f"ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
         if self.stem not in STEMS:
             problems.append(f"stem must be one of {STEMS}, got {self.stem!r}")
-        if self.stem == "conv" and any(p % CONV_STEM_STRIDE for p in self.scales):
-            problems.append(f"stem 'conv' has stride 4: every patch size must be divisible by 4, "
-                            f"got scales {self.scales}")
+        off_stride = self.stem == "conv" and any(patch % CONV_STEM_STRIDE for patch in self.scales)
+        if off_stride:
+            problems.append(f"stem 'conv' has stride {CONV_STEM_STRIDE}: every patch size must be divisible by "
+                            f"{CONV_STEM_STRIDE}, got scales {self.scales}")
         if self.ode_steps < 1:
             problems.append("ode_steps must be >= 1")
         if self.embed_dim % self.num_heads or self.embed_dim % self.readout_heads:
@@ -114,7 +115,7 @@ class HNFConfig:
             problems.append("cheb_k and knn must be >= 1")
         misfits = [patch for patch in self.scales if self.img_size % patch]
         problems += [f"img_size {self.img_size} is not divisible by patch size {patch}" for patch in misfits]
-        if misfits:
+        if misfits or off_stride:
             with suppress(ConfigError):
                 keep = ",".join(str(patch) for patch in scales_for_image(self.img_size, self.stem))
                 problems.append(f"the patch sizes that keep the design's token grids at {self.img_size} px "

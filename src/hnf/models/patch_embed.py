@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hnf.errors import HnfError
+from hnf.models.config import CONV_STEM_STRIDE
 
 
 class ImageSizeError(HnfError, ValueError):
@@ -37,7 +38,7 @@ class ConvStem(nn.Module):
     far faster from few images.
     """
 
-    stride = 4
+    stride = CONV_STEM_STRIDE
 
     def __init__(self, in_chans: int, channels: int) -> None:
         super().__init__()
