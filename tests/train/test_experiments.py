@@ -58,7 +58,7 @@ def test_ablation_grid_switches_one_part_each() -> None:
         assert any(v.label == "without text" and v.model == "hnf_small" for v in grid)
     assert [v.model for v in baseline_grid()] == ["resnet18", "convnext_atto", "vit_tiny_patch16_224"]
     assert json.dumps([v.slug for v in grid])
-    at_112 = ablation_grid(finest_scale=8)  # scales_for_image(112, "conv") == (8, 16)
+    at_112 = ablation_grid(overrides={"scales": [8, 16], "stem": "conv"})  # scales_for_image(112, "conv")
     assert [v for v in at_112 if v.label.startswith("single scale")] == [Variant("single scale 8", "hnf_llm_small", {"scales": [8]})]
 
 

@@ -41,6 +41,7 @@ from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, wri
 from hnf.data.splits import load_split
 from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
 from hnf.errors import HnfError
+from hnf.models.config import DESIGN_SCALES
 from hnf.predict import Predictor
 from hnf.text.corpus import offline_descriptions
 from hnf.text.mlm import PretrainConfig, pretrain_mlm
@@ -68,7 +69,8 @@ def band_agreement(report: InspectionReport, labels_csv: Path) -> tuple[int, int
 
 
 def _scales_for(img_size: int) -> list[int]:
-    return [p for p in (16, 28, 32) if img_size % p == 0]
+    """The design's patch sizes that divide ``img_size`` ((16, 28) at 112 px: the demo's fast setting)."""
+    return [p for p in DESIGN_SCALES if img_size % p == 0]
 
 
 def demo(

@@ -14,7 +14,6 @@ from rich.table import Table
 
 from hnf.atomic import atomic_write_json
 from hnf.errors import HnfError
-from hnf.models.config import DESIGN_SCALES
 from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
 from hnf.train.experiments import (
     REPORTED,
@@ -205,8 +204,7 @@ def ablate_command(
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_,
                                 tta_views)
     try:
-        scales = config.model_overrides.get("scales") or DESIGN_SCALES
-        rows = run_variants(ablation_grid(model, finest_scale=int(scales[0])), config, out, jobs)
+        rows = run_variants(ablation_grid(model, overrides=config.model_overrides), config, out, jobs)
     except HnfError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

@@ -18,9 +18,8 @@ from typing import Any
 
 from hnf.atomic import atomic_write_text
 from hnf.data.splits import Split, load_split, save_split, stratified_group_kfold
-from hnf.models.config import DESIGN_SCALES
 from hnf.models.factory import BASELINES
-from hnf.models.registry import list_models
+from hnf.models.registry import get_config, list_models
 from hnf.train.data import prepare_run_data, readable_dataset
 from hnf.train.loop import TrainConfig, train
 
@@ -41,11 +40,12 @@ class Variant:
 
 
 def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_small",
-                  finest_scale: int = DESIGN_SCALES[0]) -> list[Variant]:
+                  overrides: dict[str, Any] | None = None) -> list[Variant]:
     """The ablation grid of the training issue; rows whose model is not registered are left out.
 
-    The one-scale row keeps only ``finest_scale``, the full model's finest patch size (16 at the
-    design's 224 px, 8 with :func:`hnf.models.scales_for_image` at 112 px: the 14x14 grid either way).
+    ``overrides`` are the config overrides every row runs with. The one-scale row keeps only the
+    full model's finest patch size under them (16 at the design's 224 px, 8 with
+    :func:`hnf.models.scales_for_image` at 112 px: the 14x14 grid either way).
     """
     text_rows = [
         Variant("HNF-LLM full", full_model),
@@ -53,6 +53,7 @@ def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_
         Variant("without cross-attention", full_model, {"use_cross_attention": False}),
     ]
     base = full_model if full_model in list_models() else backbone_model
+    finest_scale = int(((overrides or {}).get("scales") or get_config(base).scales)[0])
     backbone_rows = [
         Variant("without ODE", base, {"use_ode": False}),
         Variant("without graph expert", base, {"use_graph": False}),
