@@ -80,12 +80,15 @@ def pack_dataset(source: Path, dest: Path) -> None:
 
 
 def summary(runs: Path) -> None:
-    """A Markdown table of every ``metrics.json`` below ``runs``."""
-    print("| run | top-1 | macro-F1 | train time (s) | train img/s |\n|---|---|---|---|---|")
+    """A Markdown table of every ``metrics.json`` below ``runs`` (top-1 with the run's test-time
+    views, and as given)."""
+    print("| run | top-1 | as given | macro-F1 | epochs | train time (s) | train img/s |\n"
+          "|---|---|---|---|---|---|---|")
     for path in sorted(runs.rglob("metrics.json")):
         m = json.loads(path.read_text())
-        print(f"| {path.parent.relative_to(runs)} | {m['top1']:.4f} | {m['macro_f1']:.4f} | "
-              f"{m.get('train_seconds', 0):.0f} | {m.get('train_images_per_s', 0):.1f} |")
+        print(f"| {path.parent.relative_to(runs)} | {m['top1']:.4f} | {m.get('identity_top1', m['top1']):.4f} | "
+              f"{m['macro_f1']:.4f} | {m.get('epochs', '')} | {m.get('train_seconds', 0):.0f} | "
+              f"{m.get('train_images_per_s', 0):.1f} |")
 
 
 def main(argv: list[str]) -> None:

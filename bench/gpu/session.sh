@@ -4,6 +4,11 @@
 #   bench/gpu/session.sh throughput   # hnf_base vs vit_small training img/s + synthetic sweep
 #   bench/gpu/session.sh uhcs         # real-data table + ablation grid on uhcs-3class
 #   bench/gpu/session.sh neu          # real-data table on neu-surface
+#   bench/gpu/session.sh compile      # smoke run of hnf train on CUDA, then eager vs torch.compile img/s
+#   bench/gpu/session.sh neu-seeds    # neu-surface at 224 px with the conv stem, three seeds each
+#
+# A machine's first call must carry .gpu/minilm (the text encoder); the datasets travel in later
+# calls to the same warm machine, since both together exceed the transfer limit.
 #
 # Environment: a CUDA machine whose python3 has torch, torchvision, transformers, scipy,
 # scikit-learn, matplotlib, safetensors, rich; missing pure-Python pins come as wheels in .whl/.
@@ -39,7 +44,7 @@ parallel_jobs() {
   while read -r line; do
     while [ "$(jobs -rp | wc -l)" -ge "$width" ]; do wait -n; done
     echo "+ $line"
-    bash -c "$line" &
+    bash -c "set -f; $line" </dev/null &
   done
   wait
 }
@@ -50,6 +55,44 @@ collect() {  # tar every small result file of the runs below $1
 }
 
 case $what in
+compile)
+  # Smoke: the whole train path (text encoder, conv stem at the design scales, TTA) on CUDA.
+  hnf data synth --out /tmp/smoke --per-class 12 --size 128 --seed 0 >/dev/null || exit 1
+  hnf train --data /tmp/smoke --model hnf_llm_small --epochs 1 --img-size 224 --tta-views 8 \
+    --set stem=conv --set "scales=[16,28,32]" --device ${DEVICE:-cuda} --out /tmp/smoke_run 2>&1 | tail -n 4
+  timeout "${COMPILE_SECONDS:-120}" python3 bench/gpu_throughput.py --modes eager compiled --steps 100 --warmup 20 \
+    --json "$OUT/gpu_throughput_compiled.json"
+  ;;
+neu-seeds)
+  # DESIGN.md's 224 px with the real-data recipe (conv stem, scales_for_image(224) = (16, 28, 32))
+  # against the baselines, on the saved CPU split; plus the 112 px recipe at 60 epochs.
+  export OMP_NUM_THREADS=1
+  data=.gpu/neu-surface
+  split=bench/results/neu_cpu_split.json
+  common="--data $data --split $split --tta-views 8 --device ${DEVICE:-cuda}"
+  conv224='--set stem=conv --set scales=[16,28,32]'
+  timeout "${NEU_SECONDS:-420}" bash -c "$(declare -f parallel_jobs); parallel_jobs 11" <<EOF
+$(while read -r name model img epochs seed sets; do
+  echo "python3 -m hnf train $common --model $model --img-size $img --epochs ${EPOCHS:-$epochs} --seed $seed $sets --out /tmp/neu/$name > /tmp/neu_$name.log 2>&1"
+done < <(grep -E "${ONLY:-.}" <<RUNS
+llm224_s0 hnf_llm_small 224 30 0 $conv224
+llm224_s1 hnf_llm_small 224 30 1 $conv224
+llm224_s2 hnf_llm_small 224 30 2 $conv224
+small224_s0 hnf_small 224 30 0 $conv224
+llm112_816_60ep_s0 hnf_llm_small 112 60 0 --set stem=conv --set scales=[8,16]
+r18_224_s0 resnet18 224 30 0
+r18_224_s1 resnet18 224 30 1
+r18_224_s2 resnet18 224 30 2
+r18_112_s0 resnet18 112 30 0
+convnext224_s0 convnext_atto 224 30 0
+vit224_s0 vit_tiny_patch16_224 224 30 0
+RUNS
+))
+EOF
+  tail -n 3 /tmp/neu_*.log
+  python3 bench/gpu/prepare.py summary /tmp/neu | tee "$OUT/neu_seeds.md"
+  collect /tmp/neu neu_seeds
+  ;;
 throughput)
   [ -n "${SKIP_THROUGHPUT:-}" ] || python3 bench/gpu_throughput.py --json "$OUT/gpu_throughput.json"
   hnf data synth --out /tmp/syn --per-class 150 --size 128 --seed 0 --band-prob 0.3 >/dev/null
