@@ -40,6 +40,7 @@ from hnf.cli.train_commands import Precision, TtaViews
 from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
 from hnf.data.splits import load_split
 from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
+from hnf.data.transforms import resize_for
 from hnf.errors import HnfError
 from hnf.models.config import DESIGN_SCALES
 from hnf.predict import Predictor
@@ -118,7 +119,7 @@ def demo(
     config = TrainConfig(
         data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides,
         epochs=epochs or MAX_EPOCHS, time_budget_s=budget, batch_size=32, lr=lr, img_size=img_size,
-        resize=round(img_size * 8 / 7), seed=seed, tta_views=tta_views, precision=precision,
+        resize=resize_for(img_size), seed=seed, tta_views=tta_views, precision=precision,
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")

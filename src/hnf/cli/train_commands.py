@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hnf.atomic import atomic_write_json
+from hnf.data.transforms import resize_for
 from hnf.errors import HnfError
 from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
 from hnf.train.experiments import (
@@ -94,7 +95,7 @@ def train_command(
     config = TrainConfig(
         data=str(data or ""), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, resize=resize_for(img_size), seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,
         normalisation=normalisation, tta_views=tta_views, time_budget_s=time_budget,
@@ -144,7 +145,7 @@ def _experiment_config(data: Path, out: Path, model: str, epochs: int, batch_siz
                        tta_views: int) -> TrainConfig:
     return TrainConfig(
         data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
-        batch_size=batch_size, lr=lr, img_size=img_size, resize=round(img_size * 8 / 7), seed=seed,
+        batch_size=batch_size, lr=lr, img_size=img_size, resize=resize_for(img_size), seed=seed,
         split=str(split) if split else None, precision=precision, device=device, tta_views=tta_views,
     )
 

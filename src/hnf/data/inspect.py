@@ -40,6 +40,11 @@ class ImageRecord:
     phash: str
     group: str | None = None
 
+    @property
+    def short_side(self) -> int:
+        """The short side of what training sees: the image above the band, if there is one."""
+        return min(self.width, self.band.top if self.band else self.height)
+
     def to_json(self) -> dict:
         return {
             "path": self.path,

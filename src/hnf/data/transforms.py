@@ -33,6 +33,12 @@ RESIZE = 256
 IMG_SIZE = 224
 
 
+def resize_for(img_size: int) -> int:
+    """The short side images are resized to before a crop of ``img_size``: ``round(img_size * 8 / 7)``
+    (256 for 224), so the evaluation's centre crop keeps 7/8 of each side."""
+    return round(img_size * 8 / 7)
+
+
 class RandomRot90(nn.Module):
     """Rotate a ``...xHxW`` tensor by k * 90 degrees, k uniform in {0, 1, 2, 3}.
 

@@ -8,6 +8,7 @@ image once, in parallel), so copies never straddle a split.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from hnf.data.dataset import DatasetIndex, Problem, Sample, index_dataset
 from hnf.data.inspect import inspect_dataset
 from hnf.data.splits import Split, load_split, save_split, stratified_group_train_test
 from hnf.data.torch_dataset import MicrographDataset
-from hnf.data.transforms import build_eval_transform, build_train_transform
+from hnf.data.transforms import build_eval_transform, build_train_transform, resize_for
 from hnf.errors import DatasetError
 
 
@@ -32,16 +33,19 @@ class RunData:
     test: list[Sample]
     split: Split
     skipped: list[Problem]
+    median_short_side: int  # of every readable image, above its information band
 
 
 @dataclass
 class ReadableDataset:
-    """The readable images of a dataset by relative path, their split groups, what was skipped."""
+    """The readable images of a dataset by relative path, their split groups, what was skipped,
+    and the median short side of the images (above their information band)."""
 
     index: DatasetIndex
     by_path: dict[str, Sample]
     groups: dict[str, str]
     skipped: list[Problem]
+    median_short_side: int
 
 
 def readable_dataset(data: Path) -> ReadableDataset:
@@ -53,7 +57,33 @@ def readable_dataset(data: Path) -> ReadableDataset:
     by_path = {index.relative(s.path): s for s in index.samples if index.relative(s.path) in groups}
     readable = DatasetIndex(index.root, list(by_path.values()), report.classes, index.problems)
     readable.require_classes(2)
-    return ReadableDataset(readable, by_path, groups, report.unreadable)
+    median_short_side = round(statistics.median(record.short_side for record in report.images))
+    return ReadableDataset(readable, by_path, groups, report.unreadable, median_short_side)
+
+
+# Crop sizes whose design token grids exist for every patch size of DESIGN.md 2.1
+# (hnf.models.scales_for_image): multiples of 56.
+_GRID_FRIENDLY_STEP = 56
+
+
+def upsampling_warning(median_short_side: int, img_size: int) -> str | None:
+    """A warning when ``img_size`` makes the pipeline enlarge most images, else None.
+
+    Images are resized to a short side of ``resize_for(img_size)`` before the crop. Enlarging
+    them adds no detail and, measured on neu-surface (200 px images; BENCHMARKS.md), cost
+    resnet18 11 to 16 points of top-1 at 192-224 px against 98.6% at 112 px. The suggestion is
+    the largest multiple of 56 (a size every design patch size fits) that needs no enlarging.
+    """
+    resize = resize_for(img_size)
+    if median_short_side >= resize:
+        return None
+    fits = [s for s in range(_GRID_FRIENDLY_STEP, img_size, _GRID_FRIENDLY_STEP) if resize_for(s) <= median_short_side]
+    advice = f"; --img-size {fits[-1]} keeps them at their own resolution or below" if fits else ""
+    return (
+        f"--img-size {img_size} resizes the images to a short side of {resize} px, but half of them are "
+        f"at most {median_short_side} px: they are enlarged x{resize / median_short_side:.2f}, which costs "
+        f"accuracy (on 200 px neu-surface images resnet18 lost 11 to 16 points at 192-224 px against 112 px){advice}"
+    )
 
 
 def _split_samples(by_path: dict[str, Sample], fold_train: list[str], fold_test: list[str], root: Path) -> tuple[list[Sample], list[Sample]]:
@@ -97,7 +127,7 @@ def prepare_run_data(
         train_paths, [s.label for s in train], [groups[p] for p in train_paths], val_fraction, seed + 1
     )
     train, val = _split_samples(by_path, carve.folds[0].train, carve.folds[0].test, index.root)
-    return RunData(index.classes, train, val, test, split, readable.skipped)
+    return RunData(index.classes, train, val, test, split, readable.skipped, readable.median_short_side)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -36,7 +36,7 @@ from hnf.errors import HnfError
 from hnf.models.factory import build_classifier
 from hnf.train.budget import EpochBudget
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
-from hnf.train.data import build_loaders, prepare_run_data
+from hnf.train.data import build_loaders, prepare_run_data, upsampling_warning
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
 from hnf.train.evaluate import plot_confusion, predict_loader, score, score_predictions
@@ -228,6 +228,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         run = prepare_run_data(Path(config.data), run_dir / "split.json", None, config.seed, config.test_fraction, config.val_fraction)
     for problem in run.skipped:
         say(f"[yellow]skipped:[/yellow] {problem}")
+    if (enlarging := upsampling_warning(run.median_short_side, config.img_size)) is not None:
+        say(f"[yellow]warning:[/yellow] {enlarging}")
     train_loader, val_loader, test_loader, sampler = build_loaders(
         run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
         config.workers, pin_memory=device.type == "cuda", num_replicas=context.world_size, rank=context.rank,
