@@ -236,14 +236,14 @@ def test_the_median_short_side_is_measured_above_the_information_band(tmp_path: 
 def test_a_crop_size_that_enlarges_the_images_gets_a_warning_with_a_size_that_does_not() -> None:
     from hnf.train.data import upsampling_warning
 
-    assert upsampling_warning(200, 224) == (
+    assert upsampling_warning(200, 224, 256) == (
         "--img-size 224 resizes the images to a short side of 256 px, but half of them are at most 200 px: "
         "they are enlarged x1.28, which costs accuracy (on 200 px neu-surface images resnet18 lost 11 to 16 "
         "points at 192-224 px against 112 px); --img-size 168 keeps them at their own resolution or below"
     )
-    assert upsampling_warning(200, 168) is None  # resized to 192
-    assert upsampling_warning(128, 112) is None  # resized to 128: the demo's images
-    assert upsampling_warning(60, 112).endswith("against 112 px)")  # no multiple of 56 fits
+    assert upsampling_warning(200, 168, 192) is None
+    assert upsampling_warning(128, 112, 128) is None  # the demo's images
+    assert upsampling_warning(60, 112, 128).endswith("against 112 px)")  # no multiple of 56 fits
 
 
 def test_train_warns_when_it_enlarges_the_images(tiny_data: Path, tmp_path: Path) -> None:

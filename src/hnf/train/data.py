@@ -61,20 +61,20 @@ def readable_dataset(data: Path) -> ReadableDataset:
     return ReadableDataset(readable, by_path, groups, report.unreadable, median_short_side)
 
 
-# Crop sizes whose design token grids exist for every patch size of DESIGN.md 2.1
+# Crop sizes at which every patch size of DESIGN.md 2.1 scales to whole pixels
 # (hnf.models.scales_for_image): multiples of 56.
 _GRID_FRIENDLY_STEP = 56
 
 
-def upsampling_warning(median_short_side: int, img_size: int) -> str | None:
-    """A warning when ``img_size`` makes the pipeline enlarge most images, else None.
+def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> str | None:
+    """A warning when resizing the images to a short side of ``resize`` before the ``img_size``
+    crop enlarges most of them, else None.
 
-    Images are resized to a short side of ``resize_for(img_size)`` before the crop. Enlarging
-    them adds no detail and, measured on neu-surface (200 px images; BENCHMARKS.md), cost
+    Enlarging adds no detail and, measured on neu-surface (200 px images; BENCHMARKS.md), cost
     resnet18 11 to 16 points of top-1 at 192-224 px against 98.6% at 112 px. The suggestion is
-    the largest multiple of 56 (a size every design patch size fits) that needs no enlarging.
+    the largest multiple of 56 (every design patch size scales to it) whose ``resize_for`` needs
+    no enlarging.
     """
-    resize = resize_for(img_size)
     if median_short_side >= resize:
         return None
     fits = [s for s in range(_GRID_FRIENDLY_STEP, img_size, _GRID_FRIENDLY_STEP) if resize_for(s) <= median_short_side]

@@ -228,7 +228,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         run = prepare_run_data(Path(config.data), run_dir / "split.json", None, config.seed, config.test_fraction, config.val_fraction)
     for problem in run.skipped:
         say(f"[yellow]skipped:[/yellow] {problem}")
-    if (enlarging := upsampling_warning(run.median_short_side, config.img_size)) is not None:
+    if (enlarging := upsampling_warning(run.median_short_side, config.img_size, config.resize)) is not None:
         say(f"[yellow]warning:[/yellow] {enlarging}")
     train_loader, val_loader, test_loader, sampler = build_loaders(
         run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
