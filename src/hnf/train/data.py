@@ -9,6 +9,7 @@ image once, in parallel), so copies never straddle a split.
 from __future__ import annotations
 
 import statistics
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hnf.data.splits import Split, load_split, save_split, stratified_group_trai
 from hnf.data.torch_dataset import MicrographDataset
 from hnf.data.transforms import build_eval_transform, build_train_transform, resize_for
 from hnf.errors import DatasetError
+from hnf.models.config import DESIGN_SCALES, ConfigError, scales_for_image
 
 
 @dataclass
@@ -61,9 +63,12 @@ def readable_dataset(data: Path) -> ReadableDataset:
     return ReadableDataset(readable, by_path, groups, report.unreadable, median_short_side)
 
 
-# Crop sizes at which every patch size of DESIGN.md 2.1 scales to whole pixels
-# (hnf.models.scales_for_image): multiples of 56.
-_GRID_FRIENDLY_STEP = 56
+def _keeps_every_design_scale(img_size: int) -> bool:
+    """Whether every patch size of DESIGN.md 2.1 scales to whole pixels at ``img_size``
+    (:func:`hnf.models.scales_for_image`; true for the multiples of 56)."""
+    with suppress(ConfigError):
+        return len(scales_for_image(img_size)) == len(DESIGN_SCALES)
+    return False
 
 
 def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> str | None:
@@ -72,12 +77,12 @@ def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> st
 
     Enlarging adds no detail and, measured on neu-surface (200 px images; BENCHMARKS.md), cost
     resnet18 11 to 16 points of top-1 at 192-224 px against 98.6% at 112 px. The suggestion is
-    the largest multiple of 56 (every design patch size scales to it) whose ``resize_for`` needs
-    no enlarging.
+    the largest size at which every design patch size scales to whole pixels (a multiple of 56)
+    and whose ``resize_for`` needs no enlarging.
     """
     if median_short_side >= resize:
         return None
-    fits = [s for s in range(_GRID_FRIENDLY_STEP, img_size, _GRID_FRIENDLY_STEP) if resize_for(s) <= median_short_side]
+    fits = [s for s in range(1, img_size) if resize_for(s) <= median_short_side and _keeps_every_design_scale(s)]
     advice = f"; --img-size {fits[-1]} keeps them at their own resolution or below" if fits else ""
     return (
         f"--img-size {img_size} resizes the images to a short side of {resize} px, but half of them are "
