@@ -19,8 +19,8 @@ in the modules that call them, by equivalents that compute the same values:
   on views, which the exporter drops (the graph would keep self-loops; logits then differ by
   1e-2). The replacement is out of place (``torch.where`` with an identity mask, ``scatter``).
 
-torchdiffeq's fixed-step solvers (rk4, Euler, midpoint) unroll into plain operations and top-k
-becomes ONNX ``TopK``; the adjoint method is only for training and does not change the forward
+The fixed-step ODE solvers of :mod:`hnf.models.ode` (rk4, Euler, midpoint) unroll into plain
+operations and top-k becomes ONNX ``TopK``; the adjoint method is only for training and does not change the forward
 pass.
 
 Class-text features: a model with a language branch (``hnf_llm_*``) computes its text side from

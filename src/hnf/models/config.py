@@ -10,8 +10,9 @@ from contextlib import suppress
 from dataclasses import dataclass, fields
 
 from hnf.errors import HnfError
+from hnf.models.ode import STEPPERS
 
-ODE_METHODS = ("rk4", "euler", "midpoint")
+ODE_METHODS = tuple(STEPPERS)
 STEMS = ("patch", "conv")
 CONV_STEM_STRIDE = 4
 DESIGN_IMG_SIZE = 224
