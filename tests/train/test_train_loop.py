@@ -258,3 +258,21 @@ def test_train_warns_when_it_enlarges_the_images(tiny_data: Path, tmp_path: Path
     output = " ".join(result.output.split())
     assert "warning: --img-size 96 resizes the images to a short side of 110 px, but half of them are at most 80 px" in output
     assert "--img-size 56 keeps them at their own resolution or below" in output
+
+
+def test_compiled_training_matches_eager_and_saves_plain_weights(tiny_data: Path, tmp_path: Path) -> None:
+    """``compile=True`` trains the same model (up to the fused kernels' rounding) and its
+    checkpoint has the eager model's parameter names, so evaluation and prediction take it."""
+    torch.set_num_threads(2)
+    tiny = dict(embed_dim=32, num_heads=2, readout_heads=2, scales=[16, 32], ode_method="euler")
+    runs = {}
+    for compiled in (False, True):
+        config = replace(_config(tiny_data, tmp_path / f"compile_{compiled}", epochs=1), model="hnf_small",
+                         model_overrides=tiny, compile=compiled)
+        runs[compiled] = train(config)
+    eager, compiled = _weights(tmp_path / "compile_False"), _weights(tmp_path / "compile_True")
+    assert eager.keys() == compiled.keys()
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], atol=1e-4, rtol=1e-3, msg=name)
+    scored = evaluate_checkpoint(tmp_path / "compile_True" / "checkpoint", tiny_data, tmp_path / "compile_True" / "split.json")
+    assert scored["top1"] == pytest.approx(runs[True].metrics["top1"])

@@ -81,6 +81,7 @@ def train_command(
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), bf16 or fp32.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loading processes (0: in-process with an image cache).")] = 0,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training: minutes of compilation, then faster steps (pays off in long runs).")] = False,
     class_balanced: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
     bands: Annotated[bool, typer.Option("--bands/--no-bands", help="Cut the information band away.")] = True,
     normalisation: Annotated[str, typer.Option(help="per_image: (x - mean(x)) / std(x) per image; fixed: (x - 0.5) / 0.25.")] = "per_image",
@@ -97,7 +98,7 @@ def train_command(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, resize=resize_for(img_size), seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
-        precision=precision, device=device, workers=workers, class_balanced=class_balanced, crop_band=bands,
+        precision=precision, device=device, workers=workers, compile=compile_model, class_balanced=class_balanced, crop_band=bands,
         normalisation=normalisation, tta_views=tta_views, time_budget_s=time_budget,
     )
     try:

@@ -3,7 +3,7 @@
 AdamW (no weight decay on biases, norms and embeddings; PyTorch's fused kernel on CPU and CUDA,
 one pass over all parameters instead of a dozen small ops per tensor), linear warm-up then
 cosine decay per step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the
-hardware has it.
+hardware has it, and optionally ``torch.compile`` of the training step's model.
 With ``time_budget_s`` set, ``epochs`` is an upper bound and :class:`~hnf.train.budget.EpochBudget`
 plans (after the warm-up) and re-plans (after every later epoch) how many fit the budget.
 Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
@@ -75,6 +75,9 @@ class TrainConfig:
     precision: str = "auto"
     device: str = "auto"
     workers: int = 0
+    # torch.compile the training forward and backward (validation and test stay eager): a one-off
+    # compilation of minutes on a CPU for a faster step (bench/bench_ode_solver.py)
+    compile: bool = False
     tta_views: int = 1  # test-side evaluation averaged over 1, 4 or 8 symmetries (hnf.tta)
     # seconds of training, validation and checkpoints to fit: the epochs that fit, planned after
     # the warm-up and shortened as the pace drifts, are written back into ``epochs`` (hnf.train.budget)
@@ -266,6 +269,9 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
             keep_epochs_up_to(run_dir / "metrics.jsonl", epoch)
         say(f"resuming at epoch {epoch + 1}, step {step}")
     trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if context.active else model
+    if config.compile:
+        trained = torch.compile(trained)  # shares its parameters with ``model``, which evaluates and saves
+        say("torch.compile: the first training steps compile the model (minutes on a CPU)")
 
     def checkpoint() -> None:
         meta.epoch, meta.step = epoch, step
