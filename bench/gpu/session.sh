@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One GPU session of the benchmarks that need a CUDA machine (see bench/gpu/README.md).
+# One GPU session of the benchmarks that need a CUDA machine (results and commands: BENCHMARKS.md, the "On a GPU" sections).
 #
 #   bench/gpu/session.sh throughput   # hnf_base vs vit_small training img/s + synthetic sweep
 #   bench/gpu/session.sh uhcs         # real-data table + ablation grid on uhcs-3class
 #   bench/gpu/session.sh neu          # real-data table on neu-surface
-#   bench/gpu/session.sh compile      # smoke run of hnf train on CUDA, then eager vs torch.compile img/s
+#   bench/gpu/session.sh compile      # smoke run of hnf train --compile on CUDA, then eager vs torch.compile img/s
 #   bench/gpu/session.sh neu-seeds    # neu-surface at 224 px with the conv stem, three seeds each
 #
 # A machine's first call must carry .gpu/minilm (the text encoder); the datasets travel in later
@@ -58,9 +58,10 @@ case $what in
 compile)
   # Smoke: the whole train path (text encoder, conv stem at the design scales, TTA) on CUDA.
   hnf data synth --out /tmp/smoke --per-class 12 --size 128 --seed 0 >/dev/null || exit 1
-  hnf train --data /tmp/smoke --model hnf_llm_small --epochs 1 --img-size 224 --tta-views 8 \
+  # --compile: the ODE no longer breaks the graph (our own solver since the ninth session).
+  hnf train --data /tmp/smoke --model hnf_llm_small --epochs 1 --img-size 224 --tta-views 8 --compile \
     --set stem=conv --set "scales=[16,28,32]" --device ${DEVICE:-cuda} --out /tmp/smoke_run 2>&1 | tail -n 4
-  timeout "${COMPILE_SECONDS:-120}" python3 bench/gpu_throughput.py --modes eager compiled --steps 100 --warmup 20 \
+  timeout "${COMPILE_SECONDS:-300}" python3 bench/gpu_throughput.py --modes eager compiled --steps 100 --warmup 20 \
     --json "$OUT/gpu_throughput_compiled.json"
   ;;
 neu-seeds)
