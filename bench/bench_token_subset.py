@@ -22,14 +22,12 @@ from hnf.models.factory import build_classifier
 from timing import interleaved_medians  # bench/timing.py, beside this script
 
 
-def coin_per_token(self, mask: torch.Tensor) -> torch.Tensor:
+def coin_per_token(self) -> torch.Tensor:
     """The sampler this replaced: each real token kept with probability ``token_fraction``,
-    the first token of each class's first window always."""
-    keep = torch.rand(mask.shape, device=mask.device) < self.token_fraction
-    first_window = torch.ones_like(self.class_index, dtype=torch.bool)
-    first_window[1:] = self.class_index[1:] != self.class_index[:-1]
-    keep[first_window, 0] = True
-    return mask & keep
+    the first token of each class always (indices into the real tokens, ascending)."""
+    keep = torch.rand(self.token_positions.shape, device=self.token_positions.device) < self.token_fraction
+    keep[self.class_anchors] = True
+    return keep.nonzero().squeeze(1)
 
 
 def main() -> None:

@@ -63,6 +63,16 @@ def test_token_fraction_thins_training_tokens_only(tiny_bert_dir, texts):
         TextEncoder(16, tiny_bert_dir, token_fraction=0)
 
 
+def test_a_training_step_of_the_text_side_traces_without_graph_breaks(tiny_bert_dir, texts):
+    """Index gathers of a fixed count, no boolean masks or counts read back: one graph, so
+    ``torch.compile`` traces the language branch and a CUDA step does not wait for the host."""
+    enc = TextEncoder(16, tiny_bert_dir, max_length=64, token_fraction=0.25, descriptions=texts).train()
+    enc.hidden_states()  # the frozen encoder's states, computed once and cached outside the graph
+    explanation = torch._dynamo.explain(enc)()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
 def test_class_order_permutes_pooled(tiny_bert_dir, texts):
     torch.manual_seed(0)
     enc = TextEncoder(16, tiny_bert_dir, max_length=64, descriptions=texts).eval()

@@ -18,7 +18,9 @@ attention mask, the class of each sequence and one pooled embedding per class.
   image-token masking.
   The projection, the fusion's keys and values and their gradients are computed for the kept
   tokens only; attention over a random subset estimates attention over all of them, and the
-  class means stay unbiased. Evaluation always takes every token.
+  class means stay unbiased. Evaluation always takes every token. Tokens are gathered by index
+  (positions fixed when the descriptions are set, a subset of fixed size), never by boolean mask,
+  so no shape depends on the data: no host synchronisation, one graph for ``torch.compile``.
 - The descriptions travel in the state dict (``extra_state``), so a checkpoint needs no corpus.
 
 The text input is the same for every image: no label can reach it.
@@ -134,6 +136,11 @@ class TextEncoder(nn.Module):
         self.register_buffer("input_ids", torch.zeros(0, 0, dtype=torch.long), persistent=False)
         self.register_buffer("attention_mask", torch.zeros(0, 0, dtype=torch.long), persistent=False)
         self.register_buffer("class_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        # the real tokens, fixed by the descriptions: flat (S * L) positions in row-major order,
+        # their classes, and the index into them of each class's first token
+        self.register_buffer("token_positions", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("token_class", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("class_anchors", torch.zeros(0, dtype=torch.long), persistent=False)
         self._hidden_cache: Tensor | None = None
         self._feature_cache: TextFeatures | None = None
         if descriptions is not None:
@@ -194,6 +201,10 @@ class TextEncoder(nn.Module):
             [[1] * len(x) + [0] * (length - len(x)) for x in ids], dtype=torch.long, device=device
         )
         self.class_index = torch.tensor(cls, dtype=torch.long, device=device)
+        real = self.attention_mask.bool()
+        self.token_positions = real.view(-1).nonzero().squeeze(1)
+        self.token_class = self.class_index.repeat_interleave(real.sum(1))
+        self.class_anchors = torch.searchsorted(self.token_class, torch.arange(len(self.classes), device=device))
         self._clear(hidden=True)
 
     # -- caches ----------------------------------------------------------------------------------
@@ -274,37 +285,40 @@ class TextEncoder(nn.Module):
             atomic_write_bytes(path, buf.getvalue())
         return hidden
 
-    def _sample_tokens(self, mask: Tensor) -> Tensor:
-        """``mask`` thinned to a uniformly random subset of exactly ``round(token_fraction * n)``
-        of its ``n`` tokens, always with the first token of each class's first window so that
-        every class keeps at least one. The count is fixed, so every training step has the same
-        shapes: with a count that varied from step to step (a coin per token) a bf16 CPU step
-        took 1.05x as long (oneDNN makes kernels per shape; bench/bench_token_subset.py)."""
-        first_window = torch.ones_like(self.class_index, dtype=torch.bool)
-        first_window[1:] = self.class_index[1:] != self.class_index[:-1]
-        scores = torch.rand(mask.shape, device=mask.device)
-        scores[~mask] = -1.0  # padding: never taken
-        scores[first_window, 0] = 2.0  # one token per class: always taken
-        count = max(int(first_window.sum()), round(self.token_fraction * int(mask.sum())))
-        keep = torch.zeros_like(mask)
-        keep.view(-1)[scores.view(-1).topk(count).indices] = True
-        return keep
+    def subset_size(self) -> int:
+        """Tokens a training step takes: ``round(token_fraction * n)`` of the ``n`` real tokens,
+        at least one per class."""
+        return max(len(self.classes), round(self.token_fraction * len(self.token_positions)))
+
+    def _sample_tokens(self) -> Tensor:
+        """Indices into the real tokens of a uniformly random subset of :meth:`subset_size`,
+        ascending, always with each class's first token so that every class keeps one. The count
+        is fixed, so every training step has the same shapes: with a count that varied from step
+        to step (a coin per token) a bf16 CPU step took 1.05x as long (oneDNN makes kernels per
+        shape; bench/bench_token_subset.py), and nothing reads a count back to the host."""
+        scores = torch.rand(self.token_positions.shape, device=self.token_positions.device)
+        scores[self.class_anchors] = 2.0  # one token per class: always taken
+        return scores.topk(self.subset_size()).indices.sort().values
 
     def forward(self) -> TextFeatures:
         if self._feature_cache is not None and not self.training and not torch.is_grad_enabled():
             return self._feature_cache
-        mask = self.attention_mask.bool()
+        positions, token_class = self.token_positions, self.token_class
         if self.training and self.token_fraction < 1.0:
-            mask = self._sample_tokens(mask)
-        # Only the real tokens are projected (padding is a quarter of the slots of the shipped
-        # corpus, and this projection runs at every training step).
-        packed = self.drop(self.norm(self.proj(self.hidden_states()[mask].to(self.proj.weight.dtype))))
-        lengths = mask.sum(1)
-        token_class = self.class_index.repeat_interleave(lengths)
+            taken = self._sample_tokens()
+            positions, token_class = positions[taken], token_class[taken]
+        # Only the tokens taken are projected (padding is a quarter of the slots of the shipped
+        # corpus, and this projection runs at every training step). Gathers with indices of a
+        # fixed count, not boolean masks: the shapes do not depend on the data, so the step needs
+        # no host synchronisation and torch.compile traces it whole.
+        hidden = self.hidden_states().flatten(0, 1)[positions]
+        packed = self.drop(self.norm(self.proj(hidden.to(self.proj.weight.dtype))))
         num_classes = len(self.classes)
         summed = packed.new_zeros(num_classes, self.dim).index_add_(0, token_class, packed)
-        counts = packed.new_zeros(num_classes).index_add_(0, self.class_index, lengths.to(packed.dtype))
+        counts = packed.new_zeros(num_classes).index_add_(0, token_class, packed.new_ones(token_class.shape))
         pooled = summed / counts.clamp_min(1).unsqueeze(-1)
+        mask = torch.zeros(self.attention_mask.numel(), dtype=torch.bool, device=positions.device)
+        mask = mask.index_fill(0, positions, True).view_as(self.attention_mask)
         feats = TextFeatures(packed=packed, mask=mask, class_index=self.class_index, pooled=pooled)
         if not self.training and not torch.is_grad_enabled():
             self._feature_cache = feats
