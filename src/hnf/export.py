@@ -20,8 +20,8 @@ in the modules that call them, by equivalents that compute the same values:
   1e-2). The replacement is out of place (``torch.where`` with an identity mask, ``scatter``).
 
 The fixed-step ODE solvers of :mod:`hnf.models.ode` (rk4, Euler, midpoint) unroll into plain
-operations and top-k becomes ONNX ``TopK``; the adjoint method is only for training and does not change the forward
-pass.
+operations and top-k becomes ONNX ``TopK``; the adjoint method is only for training and does not
+change the forward pass.
 
 Class-text features: a model with a language branch (``hnf_llm_*``) computes its text side from
 the class descriptions, the same for every image. The export computes each
