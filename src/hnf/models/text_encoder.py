@@ -48,16 +48,23 @@ log = logging.getLogger(__name__)
 class TextFeatures:
     """Text side for fusion. S sequences (description windows) of L tokens, C classes, width d."""
 
-    packed: Tensor  # [T, d] projected embeddings of the tokens taken, T = mask.sum(), row-major over (S, L)
-    mask: Tensor  # [S, L] bool, True where a token taken is (every real token, or a training subset)
+    packed: Tensor  # [T, d] projected embeddings of the tokens taken, row-major over (S, L)
+    positions: Tensor  # [T] long, flat (S * L) position of each token taken, ascending
     class_index: Tensor  # [S] long, class of each sequence
     pooled: Tensor  # [C, d] mean of each class's token embeddings
+    window_length: int  # L, tokens per description window (padding included)
+
+    @property
+    def mask(self) -> Tensor:
+        """[S, L] bool, True where a token taken is (every real token, or a training subset)."""
+        flat = torch.zeros(len(self.class_index) * self.window_length, dtype=torch.bool, device=self.positions.device)
+        return flat.index_fill(0, self.positions, True).view(len(self.class_index), self.window_length)
 
     @property
     def tokens(self) -> Tensor:
         """[S, L, d] the token embeddings per description window, zero at padding."""
-        grid = self.packed.new_zeros(*self.mask.shape, self.packed.shape[-1])
-        return grid.index_put((self.mask,), self.packed)
+        grid = self.packed.new_zeros(len(self.class_index) * self.window_length, self.packed.shape[-1])
+        return grid.index_copy(0, self.positions, self.packed).view(len(self.class_index), self.window_length, -1)
 
     @property
     def num_classes(self) -> int:
@@ -317,9 +324,8 @@ class TextEncoder(nn.Module):
         summed = packed.new_zeros(num_classes, self.dim).index_add_(0, token_class, packed)
         counts = packed.new_zeros(num_classes).index_add_(0, token_class, packed.new_ones(token_class.shape))
         pooled = summed / counts.clamp_min(1).unsqueeze(-1)
-        mask = torch.zeros(self.attention_mask.numel(), dtype=torch.bool, device=positions.device)
-        mask = mask.index_fill(0, positions, True).view_as(self.attention_mask)
-        feats = TextFeatures(packed=packed, mask=mask, class_index=self.class_index, pooled=pooled)
+        feats = TextFeatures(packed=packed, positions=positions, class_index=self.class_index, pooled=pooled,
+                             window_length=self.attention_mask.shape[1])
         if not self.training and not torch.is_grad_enabled():
             self._feature_cache = feats
         return feats
