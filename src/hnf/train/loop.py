@@ -33,7 +33,8 @@ from torch.nn.parallel import DistributedDataParallel
 from hnf.atomic import atomic_write_json, atomic_write_text
 from hnf.data.transforms import MEAN, NORMALISATIONS, STD
 from hnf.errors import HnfError
-from hnf.models.factory import build_classifier
+from hnf.models.factory import build_classifier, pretrained_architecture, trunk_modules
+from hnf.models.pretrained import grey_normalisation
 from hnf.train.budget import EpochBudget
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
 from hnf.train.data import build_loaders, prepare_run_data, upsampling_warning
@@ -46,6 +47,7 @@ from hnf.tta import check_views
 console = Console()
 
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # measured: bench/bench_optimizer.py
+TRUNK_BN = ("train", "frozen")
 
 
 @dataclass
@@ -70,7 +72,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     split: str | None = None
     crop_band: bool = True
-    normalisation: str = "per_image"
+    # "auto": a pretrained model's own normalisation (its grey mean and std), else "per_image"
+    normalisation: str = "auto"
     class_balanced: bool = False
     precision: str = "auto"
     device: str = "auto"
@@ -82,6 +85,15 @@ class TrainConfig:
     # seconds of training, validation and checkpoints to fit: the epochs that fit, planned after
     # the warm-up and shortened as the pace drifts, are written back into ``epochs`` (hnf.train.budget)
     time_budget_s: float | None = None
+    # a pretrained trunk (hnf_lite0's, or a pretrained baseline's all but its classifier):
+    # its learning rate as a multiple of ``lr``; epochs it stays frozen at first (batch norm in
+    # evaluation mode, no gradients); "frozen" keeps its batch-norm statistics fixed throughout
+    trunk_lr_factor: float = 0.1
+    trunk_frozen_epochs: int = 0
+    trunk_bn: str = "train"
+    # fit only a linear classifier on the frozen trunk's pooled features, by logistic regression
+    # (hnf.train.probe), instead of training by gradient descent
+    linear_probe: bool = False
 
 
 @dataclass
@@ -100,16 +112,43 @@ timm's ``pos_embed`` / ``cls_token``, HNF's positional grids (``patch_embed.pos`
 read-out queries (``readout.N.query``)."""
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: torch.nn.Module, weight_decay: float, trunk_lr_factor: float = 1.0) -> list[dict[str, Any]]:
     """Weight decay on matrices and kernels only, not on biases, norm scales, embeddings or
-    learned queries (:data:`NO_DECAY_NAMES`)."""
-    decay, no_decay = [], []
+    learned queries (:data:`NO_DECAY_NAMES`); the pretrained trunk's parameters
+    (:func:`~hnf.models.factory.trunk_modules`) in groups of their own whose ``lr_scale`` is
+    ``trunk_lr_factor`` (the others' is 1). Empty groups are left out."""
+    trunk = {id(p) for module in trunk_modules(model) for p in module.parameters()}
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         exempt = param.ndim <= 1 or any(part in name for part in NO_DECAY_NAMES)
-        (no_decay if exempt else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups.setdefault((id(param) in trunk, exempt), []).append(param)
+    return [{"params": params, "weight_decay": 0.0 if exempt else weight_decay,
+             "lr_scale": trunk_lr_factor if in_trunk else 1.0}
+            for (in_trunk, exempt), params in sorted(groups.items())]
+
+
+def set_trunk_mode(model: torch.nn.Module, frozen: bool, bn_frozen: bool) -> None:
+    """Freeze (no gradients) or unfreeze the pretrained trunk; its batch norm in evaluation mode
+    (fixed running statistics) while frozen or when ``bn_frozen``. Call after ``model.train()``."""
+    for module in trunk_modules(model):
+        module.requires_grad_(not frozen)
+        if frozen or bn_frozen:
+            for sub in module.modules():
+                if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+                    sub.eval()
+
+
+def resolve_normalisation(config: TrainConfig) -> tuple[str, float, float]:
+    """(normalisation, mean, std) of a run: a pretrained model's grey mean and std
+    (:func:`~hnf.models.pretrained.grey_normalisation`) for ``"fixed"``, which ``"auto"`` means
+    for it; ``"auto"`` is ``"per_image"`` for a model trained from scratch."""
+    architecture = pretrained_architecture(config.model, config.model_overrides)
+    mean, std = grey_normalisation(architecture) if architecture else (MEAN, STD)
+    if config.normalisation == "auto":
+        return ("fixed" if architecture else "per_image"), mean, std
+    return config.normalisation, mean, std
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -187,6 +226,10 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     checkpoint and returns with ``interrupted=True``. Under ``torchrun`` the job trains with
     DistributedDataParallel; only rank 0 writes.
     """
+    if config.linear_probe:
+        from hnf.train.probe import fit_linear_probe
+
+        return fit_linear_probe(config, console.print)
     context = init_distributed()
     try:
         with stop_on_sigint() as flag:
@@ -206,8 +249,11 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         config = TrainConfig(**{**saved, "epochs": saved["epochs"] if saved.get("time_budget_s") else config.epochs})
     elif (run_dir / "checkpoint").exists():
         raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    if config.normalisation not in NORMALISATIONS:
-        raise HnfError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {config.normalisation!r}")
+    if config.normalisation not in (*NORMALISATIONS, "auto"):
+        raise HnfError(f"normalisation must be one of auto, {', '.join(NORMALISATIONS)}, got {config.normalisation!r}")
+    if config.trunk_bn not in TRUNK_BN:
+        raise HnfError(f"trunk_bn must be one of {', '.join(TRUNK_BN)}, got {config.trunk_bn!r}")
+    normalisation, mean, std = resolve_normalisation(config)
     check_views(config.tta_views)  # before training, not after it
     if config.batch_size % context.world_size:
         raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
@@ -236,7 +282,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     train_loader, val_loader, test_loader, sampler = build_loaders(
         run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
         config.workers, pin_memory=device.type == "cuda", num_replicas=context.world_size, rank=context.rank,
-        normalisation=config.normalisation,
+        normalisation=normalisation, mean=mean, std=std,
     )
     say(
         f"{len(run.classes)} classes; {len(run.train)} train, {len(run.val)} validation, {len(run.test)} test images; "
@@ -247,7 +293,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     model = build_classifier(
         config.model, len(run.classes), img_size=config.img_size, class_names=run.classes, **config.model_overrides
     ).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999),
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, config.trunk_lr_factor), lr=config.lr, betas=(0.9, 0.999),
                                   fused=device.type in FUSED_ADAMW_DEVICES)
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
@@ -256,7 +302,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None, label_smoothing=config.label_smoothing)
     meta = CheckpointMeta(
         model=config.model, classes=run.classes, model_overrides=config.model_overrides,
-        preprocessing=Preprocessing(config.img_size, config.resize, MEAN, STD, 1, config.crop_band, config.normalisation),
+        preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band, normalisation),
     )
     step, epoch, seconds, images_seen = 0, 0, 0.0, 0
     if resume:
@@ -290,6 +336,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     ) as progress:
         while epoch < config.epochs and not interrupted:
             trained.train()
+            set_trunk_mode(model, frozen=epoch < config.trunk_frozen_epochs, bn_frozen=config.trunk_bn == "frozen")
             done_in_epoch = step - epoch * steps_per_epoch
             sampler.set_epoch(epoch, skip=done_in_epoch * local_batch)
             task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, completed=done_in_epoch, status="")
@@ -298,7 +345,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 for group in optimizer.param_groups:
-                    group["lr"] = config.lr * lr_factor(step, warmup_steps, total_steps)
+                    group["lr"] = config.lr * group.get("lr_scale", 1.0) * lr_factor(step, warmup_steps, total_steps)
                 try:
                     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
                         logits = trained(images)
