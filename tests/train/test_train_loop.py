@@ -276,3 +276,30 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(tiny_data: Path
         torch.testing.assert_close(compiled[name], eager[name], atol=1e-4, rtol=1e-3, msg=name)
     scored = evaluate_checkpoint(tmp_path / "compile_True" / "checkpoint", tiny_data, tmp_path / "compile_True" / "split.json")
     assert scored["top1"] == pytest.approx(runs[True].metrics["top1"])
+
+
+def test_pretrained_trunk_run_resumes_exactly_through_its_frozen_warm_up(tiny_data: Path, tmp_path: Path) -> None:
+    """hnf_llm_lite0 end to end: the trunk frozen for the first epoch, at a tenth of the learning
+    rate after it; the run stopped after epoch 1 and resumed ends with the uninterrupted weights."""
+    torch.set_num_threads(2)
+    tiny = {"embed_dim": 48, "num_heads": 2, "readout_heads": 2, "fusion_heads": 2}
+
+    def config(out: Path, epochs: int) -> TrainConfig:
+        return replace(_config(tiny_data, out, epochs), model="hnf_llm_lite0", model_overrides=tiny,
+                       trunk_frozen_epochs=1, trunk_lr_factor=0.1)
+
+    straight = train(config(tmp_path / "straight", 2))
+    train(config(tmp_path / "resumed", 1))
+    frozen_epoch = _weights(tmp_path / "resumed")
+    initial = create_model("hnf_llm_lite0", num_classes=10, img_size=64, class_names=straight.metrics["classes"], **tiny)
+    stem = "backbone.trunk.body.conv_stem.weight"
+    frozen = load_file(next((tmp_path / "resumed" / "checkpoint").glob("frozen-*.safetensors")))
+    assert stem not in frozen_epoch and torch.equal(frozen[stem], initial.state_dict()[stem])  # untouched in epoch 1
+    train(config(tmp_path / "resumed", 2), resume=True)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert stem in a and not torch.equal(a[stem], initial.state_dict()[stem])  # learning in epoch 2
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = json.loads((tmp_path / "straight" / "checkpoint" / "checkpoint.json").read_text())
+    assert meta["preprocessing"]["normalisation"] == "fixed" and meta["preprocessing"]["std"] == 0.5
+    log = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert len(log) == 2
