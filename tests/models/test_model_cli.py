@@ -32,3 +32,30 @@ def test_model_info_unknown_model_is_a_clear_error() -> None:
 def test_model_list() -> None:
     result = CliRunner().invoke(app, ["model", "list"])
     assert result.exit_code == 0 and "hnf_small" in result.output
+
+
+def test_model_info_works_for_every_registered_model_and_counts_per_image_flops(tmp_path: Path) -> None:
+    import pytest
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hnf.models import create_model, list_models
+
+    for name in list_models():
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(app, ["model", "info", name, "--json", str(out), "--no-speed"])
+        assert result.exit_code == 0, (name, result.output)
+        report = json.loads(out.read_text())
+        torch.manual_seed(0)
+        model = create_model(name).eval()
+        x = torch.zeros(1, 1, 224, 224)
+        with torch.no_grad():
+            model(x)  # warm: text features are computed once, not per image
+            with FlopCounterMode(display=False) as counter:
+                model(x)
+        assert report["flops"] == counter.get_total_flops(), name
+        assert report["params"] == sum(p.numel() for p in model.parameters()), name
+        assert sum(c["params"] for c in report["components"].values()) == report["params"], name
+        assert sum(c["flops"] for c in report["components"].values()) == pytest.approx(report["flops"], rel=0.01), name
+    lite0 = json.loads((tmp_path / "hnf_llm_lite0.json").read_text())
+    assert {"trunk", "text", "cross_modal", "head"} <= set(lite0["components"])

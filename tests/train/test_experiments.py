@@ -111,3 +111,19 @@ def test_cv_takes_saved_folds_so_models_compare_on_the_same_ones(data: Path, tmp
     wrong = CliRunner().invoke(app, [*base, "--folds", "3", "--model", "resnet18", "--folds-file",
                                      str(first / "folds.json"), "--out", str(tmp_path / "third")])
     assert wrong.exit_code == 2 and "holds 2 folds, --folds asks for 3" in wrong.output
+
+
+def test_low_data_subsample_is_seeded_per_class_and_independent_of_order(tmp_path: Path) -> None:
+    from hnf.data.dataset import Sample
+    from hnf.errors import DatasetError
+    from hnf.train.data import subsample_per_class
+
+    samples = [Sample(tmp_path / f"{label}_{i}.png", label) for label in ("a", "b", "c") for i in range(9)]
+    kept = subsample_per_class(samples, 5, seed=3)
+    assert [sum(s.label == label for s in kept) for label in "abc"] == [5, 5, 5]
+    assert kept == [s for s in samples if s in kept]  # order kept
+    assert subsample_per_class(list(reversed(samples)), 5, seed=3) == list(reversed(kept))
+    assert subsample_per_class(samples, 5, seed=4) != kept
+    assert len(subsample_per_class(samples, 20, seed=3)) == 27
+    with pytest.raises(DatasetError, match="train_per_class must be at least 1, got 0"):
+        subsample_per_class(samples, 0, seed=3)

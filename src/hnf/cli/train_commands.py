@@ -49,6 +49,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 TrunkLrFactor = Annotated[float, typer.Option(min=0.0, help="Learning rate of a pretrained trunk as a multiple of --lr.")]
 TrunkFrozenEpochs = Annotated[int, typer.Option(min=0, help="Epochs a pretrained trunk stays frozen at first (only the rest learns).")]
 TrunkBn = Annotated[str, typer.Option(help="Batch norm of a pretrained trunk: train (batch statistics) or frozen (its ImageNet running statistics).")]
+TrainPerClass = Annotated[int | None, typer.Option(min=1, help="Keep at most this many training images per class (a seeded draw; validation and test sides unchanged).")]
 LinearProbe = Annotated[bool, typer.Option("--linear-probe", help="Fit only a logistic regression on a pretrained timm model's frozen pooled features (C chosen on the validation side).")]
 
 
@@ -97,6 +98,7 @@ def train_command(
     trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs,
     trunk_bn: TrunkBn = TrainConfig.trunk_bn,
     linear_probe: LinearProbe = False,
+    train_per_class: TrainPerClass = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
     tta_views: TtaViews = 1,
     time_budget: Annotated[float | None, typer.Option(min=1.0, help="Seconds of training (with validation and checkpoints) to fit: after the warm-up the run sets its epochs from its pace, at most --epochs.")] = None,
@@ -113,7 +115,7 @@ def train_command(
         precision=precision, device=device, workers=workers, compile=compile_model, class_balanced=class_balanced, crop_band=bands,
         normalisation=normalisation, tta_views=tta_views, time_budget_s=time_budget,
         trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs, trunk_bn=trunk_bn,
-        linear_probe=linear_probe,
+        linear_probe=linear_probe, train_per_class=train_per_class,
     )
     try:
         result = train(config, resume=resume)
@@ -197,11 +199,12 @@ def cv_command(
     trunk_lr_factor: TrunkLrFactor = TrainConfig.trunk_lr_factor,
     trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs,
     trunk_bn: TrunkBn = TrainConfig.trunk_bn, linear_probe: LinearProbe = False,
+    train_per_class: TrainPerClass = None,
 ) -> None:
     """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_,
                                 tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
-                                trunk_bn=trunk_bn, linear_probe=linear_probe)
+                                trunk_bn=trunk_bn, linear_probe=linear_probe, train_per_class=train_per_class)
     try:
         if folds_file is not None:
             use_folds(folds_file, out / "folds.json", folds)

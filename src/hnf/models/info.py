@@ -23,18 +23,26 @@ _LAYER_PARTS = {
 }
 
 
-def _component_modules(model: HNF) -> dict[str, list[str]]:
-    """Component name -> module paths it covers (only those that exist in this model)."""
+def _component_modules(model: nn.Module) -> dict[str, list[str]]:
+    """Component name -> module paths it covers (only those that exist in this model): an
+    :class:`HNF`, or an ``HNFLLM`` (its backbone's parts, then the text encoder, the cross-modal
+    attention and the classifier)."""
     names = {name for name, _ in model.named_modules()}
+    backbone: HNF = getattr(model, "backbone", model)
+    prefix = "backbone." if backbone is not model else ""
     parts: dict[str, list[str]] = {}
-    for i in range(len(model.layers)):
+    for comp in ("trunk", "stem"):
+        if f"{prefix}{comp}" in names:
+            parts[comp] = [f"{prefix}{comp}"]
+    for i in range(len(backbone.layers)):
         for comp, sub in _LAYER_PARTS.items():
-            if f"layers.{i}.{sub}" in names:
-                parts.setdefault(comp, []).append(f"layers.{i}.{sub}")
-    if "stem" in names:
-        parts["stem"] = ["stem"]
-    parts["readout"] = [f"readout.{i}" for i in range(len(model.readout))]
-    parts["head"] = ["head"]
+            if f"{prefix}layers.{i}.{sub}" in names:
+                parts.setdefault(comp, []).append(f"{prefix}layers.{i}.{sub}")
+    parts["readout"] = [f"{prefix}readout.{i}" for i in range(len(backbone.readout))]
+    for comp, path in (("text", "text"), ("cross_modal", "cross"), ("image_proj", "image_proj")):
+        if path in names:
+            parts[comp] = [path]
+    parts["head"] = ["classifier"] if "classifier" in names else ["head"]
     return parts
 
 
@@ -49,6 +57,8 @@ def model_report(model: HNF, img_size: int | None = None) -> dict[str, Any]:
     x = torch.zeros(1, cfg.in_chans, size, size)
     was_training = model.training
     model.eval()
+    with torch.no_grad():
+        model(x)  # warm: a frozen text encoder's one-off pass over the descriptions is not per image
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     model.train(was_training)
@@ -60,8 +70,10 @@ def model_report(model: HNF, img_size: int | None = None) -> dict[str, Any]:
         params = sum(p.numel() for path in paths for p in modules[path].parameters())
         flops = sum(sum(counts.get(f"{root}.{path}", {}).values()) for path in paths)
         components[comp] = {"params": int(params), "flops": int(flops)}
-    if model.scale_logits is not None:
-        components["readout"]["params"] += model.scale_logits.numel()
+    covered = {id(p) for paths in _component_modules(model).values() for path in paths
+               for p in modules[path].parameters()}
+    loose = sum(p.numel() for p in model.parameters() if id(p) not in covered)  # scale weights, text gates
+    components["readout"]["params"] += loose
     return {
         "model_config": {k: getattr(cfg, k) for k in cfg.field_names()},
         "img_size": size,

@@ -13,6 +13,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -91,6 +92,21 @@ def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> st
     )
 
 
+def subsample_per_class(samples: list[Sample], per_class: int, seed: int) -> list[Sample]:
+    """At most ``per_class`` samples of each class, drawn without replacement by a generator seeded
+    with ``seed`` from the samples sorted by path (so the draw depends on the seed and the side, not
+    on the model: runs of two models with one seed see the same images); order kept."""
+    if per_class < 1:
+        raise DatasetError(f"train_per_class must be at least 1, got {per_class}")
+    rng = np.random.default_rng(seed)
+    kept: set[str] = set()
+    for label in sorted({s.label for s in samples}):
+        paths = sorted(str(s.path) for s in samples if s.label == label)
+        chosen = rng.choice(len(paths), size=min(per_class, len(paths)), replace=False)
+        kept.update(paths[i] for i in chosen)
+    return [s for s in samples if str(s.path) in kept]
+
+
 def _split_samples(by_path: dict[str, Sample], fold_train: list[str], fold_test: list[str], root: Path) -> tuple[list[Sample], list[Sample]]:
     unknown = [p for p in fold_train + fold_test if p not in by_path]
     if unknown:
@@ -108,10 +124,12 @@ def prepare_run_data(
     seed: int,
     test_fraction: float,
     val_fraction: float,
+    train_per_class: int | None = None,
 ) -> RunData:
     """Index and decode ``data`` once (unreadable files are skipped and listed in ``skipped``),
     load or make the train/test split (saved as ``run_dir/split.json`` unless ``run_dir`` is
-    None), carve validation from the training side."""
+    None), carve validation from the training side; with ``train_per_class`` keep at most that
+    many training images per class (:func:`subsample_per_class`; validation and test unchanged)."""
     readable = readable_dataset(data)
     index, by_path, groups = readable.index, readable.by_path, readable.groups
     if split_path is not None:
@@ -132,6 +150,8 @@ def prepare_run_data(
         train_paths, [s.label for s in train], [groups[p] for p in train_paths], val_fraction, seed + 1
     )
     train, val = _split_samples(by_path, carve.folds[0].train, carve.folds[0].test, index.root)
+    if train_per_class is not None:
+        train = subsample_per_class(train, train_per_class, seed)
     return RunData(index.classes, train, val, test, split, readable.skipped, readable.median_short_side)
 
 

@@ -94,6 +94,8 @@ class TrainConfig:
     # fit only a linear classifier on the frozen trunk's pooled features, by logistic regression
     # (hnf.train.probe), instead of training by gradient descent
     linear_probe: bool = False
+    # keep at most this many training images per class (a seeded draw: the low-data regime)
+    train_per_class: int | None = None
 
 
 @dataclass
@@ -271,10 +273,12 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     # data: rank 0 makes (or reuses) the split and saves it in the run folder; the others read it
     split_file = run_dir / "split.json" if resume else (Path(config.split) if config.split else None)
     if context.is_main:
-        run = prepare_run_data(Path(config.data), split_file, run_dir, config.seed, config.test_fraction, config.val_fraction)
+        run = prepare_run_data(Path(config.data), split_file, run_dir, config.seed, config.test_fraction, config.val_fraction,
+                               config.train_per_class)
     context.barrier()
     if not context.is_main:
-        run = prepare_run_data(Path(config.data), run_dir / "split.json", None, config.seed, config.test_fraction, config.val_fraction)
+        run = prepare_run_data(Path(config.data), run_dir / "split.json", None, config.seed, config.test_fraction,
+                               config.val_fraction, config.train_per_class)
     for problem in run.skipped:
         say(f"[yellow]skipped:[/yellow] {problem}")
     if (enlarging := upsampling_warning(run.median_short_side, config.img_size, config.resize)) is not None:

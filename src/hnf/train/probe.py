@@ -93,7 +93,7 @@ def fit_linear_probe(config: Any, say: Any = print) -> Any:
     device = pick_device(config.device)
     amp = autocast_dtype(config.precision, device)
     run = prepare_run_data(Path(config.data), Path(config.split) if config.split else None, run_dir, config.seed,
-                           config.test_fraction, config.val_fraction)
+                           config.test_fraction, config.val_fraction, config.train_per_class)
     normalisation, mean, std = resolve_normalisation(config)
     model = build_classifier(config.model, len(run.classes), img_size=config.img_size, class_names=run.classes,
                              **config.model_overrides).to(device)
