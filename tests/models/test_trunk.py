@@ -172,3 +172,29 @@ def test_probe_folds_the_standardised_logistic_regression_into_raw_features(rng)
     assert [t["C"] for t in record["trials"]] == [0.01, 0.1, 1.0, 10.0]
     best = max(record["trials"], key=lambda t: (t["val_top1"], -t["val_loss"]))
     assert record["chosen_C"] == best["C"] and best["val_top1"] > 0.9
+
+
+def test_predict_and_explain_a_trunk_checkpoint_on_its_grids(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from hnf.data.transforms import normalise
+    from hnf.predict import Predictor
+
+    checkpoint = _tiny_lite0_checkpoint(tmp_path / "checkpoint", name="hnf_lite0")
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(2):
+        path = tmp_path / f"image{i}.png"
+        Image.fromarray((rng.random((90, 120)) * 255).astype(np.uint8)).save(path)
+        files.append(path)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    rows = list(predictor.predict_files(files, explain=True))
+    assert [row.error for row in rows] == [None, None]
+    explanation = rows[0].explanation
+    assert explanation.method == "hnf"
+    assert [scale.grid for scale in explanation.scales] == [(8, 8), (4, 4), (2, 2)]  # the trunk's maps at 64 px
+    assert [scale.patch for scale in explanation.scales] == [8, 16, 32]  # their strides
+    # the input is normalised with the trunk's own grey mean and std, as in training
+    prepared = predictor.prepare(files[0])
+    torch.testing.assert_close(prepared.tensor, normalise(torch.as_tensor(prepared.view)[None], "fixed", 0.5, 0.5))
+    assert float(prepared.tensor.min()) >= -1.0 and float(prepared.tensor.max()) <= 1.0
