@@ -214,6 +214,17 @@ def keep_epochs_up_to(log: Path, epoch: int) -> None:
         atomic_write_text(log, "".join(line + "\n" for line in kept))
 
 
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """``peak_memory_mib`` and what it measures: on CUDA the peak of tensors allocated on the
+    device; on CPU the process's peak resident memory so far (``ru_maxrss``: for folds trained one
+    after another in one process, the largest of them up to this one)."""
+    if device.type == "cuda":
+        return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20, "peak_memory_kind": "cuda_allocated"}
+    import resource
+
+    return {"peak_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_memory_kind": "process_rss"}
+
+
 def class_weights(labels: list[int], classes: int) -> torch.Tensor:
     """Inverse-frequency weights, normalised to mean 1 (for ``class_balanced``)."""
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
@@ -424,7 +435,7 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         metrics.update(
             split="test", test_loss=test.loss, model=config.model, epochs=epoch,
             train_seconds=seconds, train_images_per_s=images_seen / max(seconds, 1e-9),
-            checkpoint="checkpoint",
+            checkpoint="checkpoint", **peak_memory(device),
         )
         atomic_write_json(run_dir / "metrics.json", metrics)
         plot_confusion(metrics, run_dir / "confusion.png")
