@@ -274,16 +274,20 @@ class Predictor:
 def flops_per_image(model: torch.nn.Module, in_chans: int, img_size: int) -> int:
     """FLOPs of one 1 x C x S x S image as ``hnf model info`` counts them (FlopCounterMode,
     a multiply-add counts 2): :func:`hnf.models.info.model_report` for HNF models, the same
-    counter over the whole forward pass for others."""
+    counter over the whole forward pass for others, after one warm-up pass (a frozen text
+    encoder's one-off pass over the descriptions is not a per-image cost)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from hnf.models.hnf import HNF
+    from hnf.models.hnf_llm import HNFLLM
     from hnf.models.info import model_report
 
-    if isinstance(model, HNF):
+    if isinstance(model, (HNF, HNFLLM)):
         return int(model_report(model, img_size)["flops"])
     x = torch.zeros(1, in_chans, img_size, img_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad():
         model.eval()(x)
+        with FlopCounterMode(display=False) as counter:
+            model(x)
     return int(counter.get_total_flops())
 

@@ -47,6 +47,13 @@ def test_variants_share_one_split(data: Path, tmp_path: Path) -> None:
     assert len(splits) == 1 and (tmp_path / "split.json").read_text() in splits
 
 
+def test_ablation_grid_on_the_trunk_keeps_the_trunk_in_every_row() -> None:
+    grid = {v.label: v for v in ablation_grid("hnf_llm_lite0")}
+    assert grid["without text"].model == "hnf_lite0"
+    assert grid["single scale 8"].overrides == {"scales": [8]}  # the trunk's stride-8 map alone
+    assert {v.model for v in grid.values()} == {"hnf_llm_lite0", "hnf_lite0"}
+
+
 def test_ablation_grid_switches_one_part_each() -> None:
     grid = ablation_grid()
     overrides = [v.overrides for v in grid]

@@ -43,14 +43,19 @@ class Variant:
         return re.sub(r"[^a-z0-9]+", "-", self.label.lower()).strip("-")
 
 
-def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str = "hnf_small",
+def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str | None = None,
                   overrides: dict[str, Any] | None = None) -> list[Variant]:
     """The ablation grid of the training issue; rows whose model is not registered are left out.
+
+    ``backbone_model`` (the "without text" row) defaults to the full model's image side:
+    ``hnf_llm_X`` -> ``hnf_X`` (``hnf_llm_lite0`` -> ``hnf_lite0``, on the same trunk).
 
     ``overrides`` are the config overrides every row runs with. The one-scale row keeps only the
     full model's finest patch size under them (16 at the design's 224 px, 8 with
     :func:`hnf.models.scales_for_image` at 112 px: the 14x14 grid either way).
     """
+    if backbone_model is None:
+        backbone_model = full_model.replace("hnf_llm_", "hnf_", 1) if full_model.startswith("hnf_llm_") else "hnf_small"
     text_rows = [
         Variant("HNF-LLM full", full_model),
         Variant("without text", backbone_model),
