@@ -43,6 +43,7 @@ from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
 from hnf.data.transforms import resize_for
 from hnf.errors import HnfError
 from hnf.models.config import DESIGN_SCALES
+from hnf.models.registry import get_config, list_models
 from hnf.predict import Predictor
 from hnf.text.corpus import offline_descriptions
 from hnf.text.mlm import PretrainConfig, pretrain_mlm
@@ -109,7 +110,9 @@ def demo(
     save_report(report, report_dir / "data_report.json")
     write_contact_sheet(report, report_dir / "contact_sheet.png")
 
-    overrides: dict = {"scales": _scales_for(img_size), "ode_method": ode_method}
+    overrides: dict = {"ode_method": ode_method}
+    if model not in list_models() or get_config(model).trunk is None:  # a trunk's scales are its feature strides, kept as registered
+        overrides["scales"] = _scales_for(img_size)
     if model.startswith("hnf_llm"):
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
     budget = None if epochs else minutes * 60 - (time.perf_counter() - start) - EVALUATION_RESERVE_S
