@@ -26,32 +26,23 @@ import shutil
 import time
 from io import BytesIO
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import torch
 import typer
-from matplotlib.figure import Figure
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hnf.atomic import atomic_write_bytes, atomic_write_json
 from hnf.cli.inspect_command import console, print_report
 from hnf.cli.train_commands import Precision, TtaViews
-from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
-from hnf.data.splits import load_split
-from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
-from hnf.data.transforms import resize_for
 from hnf.errors import HnfError
-from hnf.models.config import DESIGN_SCALES
-from hnf.models.registry import get_config, list_models
-from hnf.predict import Predictor
-from hnf.text.corpus import offline_descriptions
-from hnf.text.mlm import PretrainConfig, pretrain_mlm
-from hnf.train.loop import TrainConfig, train
+from hnf.train.config import TrainConfig
 
 BAND_TOLERANCE_ROWS = 4
 MAX_EPOCHS = 120
 EVALUATION_RESERVE_S = 45.0  # for the test side with eight views, the prediction sheet, start-up
+
+if TYPE_CHECKING:
+    from hnf.data.inspect import InspectionReport
 
 
 def band_agreement(report: InspectionReport, labels_csv: Path) -> tuple[int, int, int, int]:
@@ -72,6 +63,8 @@ def band_agreement(report: InspectionReport, labels_csv: Path) -> tuple[int, int
 
 def _scales_for(img_size: int) -> list[int]:
     """The design's patch sizes that divide ``img_size`` ((16, 28) at 112 px: the demo's fast setting)."""
+    from hnf.models.config import DESIGN_SCALES
+
     return [p for p in DESIGN_SCALES if img_size % p == 0]
 
 
@@ -92,6 +85,12 @@ def demo(
     precision: Precision = "auto",
 ) -> None:
     """Synthesise micrographs, adapt the text encoder, train hnf_llm_small, evaluate, write a report."""
+    from hnf.data.inspect import inspect_dataset, save_report, write_contact_sheet
+    from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
+
+    from hnf.models.registry import get_config, list_models
+    from hnf.train.loop import train
+
     start = time.perf_counter()
     synthetic = out / "synthetic"
     total = per_class * len(SYNTH_CLASSES)
@@ -122,7 +121,7 @@ def demo(
     config = TrainConfig(
         data=str(synthetic), out=str(out / "run"), model=model, model_overrides=overrides,
         epochs=epochs or MAX_EPOCHS, time_budget_s=budget, batch_size=32, lr=lr, img_size=img_size,
-        resize=resize_for(img_size), seed=seed, tta_views=tta_views, precision=precision,
+        seed=seed, tta_views=tta_views, precision=precision,
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")
@@ -149,6 +148,11 @@ def demo(
 
 def _language_branch(out: Path, report_dir: Path, mlm_epochs: int, seed: int) -> dict:
     """Shipped descriptions of the ten classes, saved; the text encoder briefly adapted to them."""
+    from hnf.data.synth import SYNTH_CLASSES
+    from hnf.text.corpus import offline_descriptions
+
+    from hnf.text.mlm import PretrainConfig, pretrain_mlm
+
     descriptions = offline_descriptions(list(SYNTH_CLASSES))
     descriptions_path = descriptions.save(out / "descriptions.json")
     overrides: dict = {"descriptions": str(descriptions_path)}
@@ -168,6 +172,15 @@ def _language_branch(out: Path, report_dir: Path, mlm_epochs: int, seed: int) ->
 def _prediction_sheet(run_dir: Path, data: Path, path: Path, views: int, count: int = 12) -> None:
     """A few held-out images with true and predicted class and confidence (``views`` as in the
     test metrics)."""
+    import numpy as np
+
+    from hnf.data.splits import load_split
+
+    import torch
+    from matplotlib.figure import Figure
+
+    from hnf.predict import Predictor
+
     predictor = Predictor.from_checkpoint(run_dir / "checkpoint", views=views)
     test = load_split(run_dir / "split.json").folds[0].test
     picks = [test[i] for i in np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hnf.data.inspect import InspectionReport, inspect_dataset, save_report, write_contact_sheet
 from hnf.errors import HnfError
 
 console = Console()
+
+if TYPE_CHECKING:
+    from hnf.data.inspect import InspectionReport
 
 
 def inspect(
@@ -30,6 +32,8 @@ def inspect(
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
 ) -> None:
     """Table per class (count, sizes, modes, bands, duplicates, unreadable files), JSON report, contact sheet."""
+    from hnf.data.inspect import inspect_dataset, save_report, write_contact_sheet
+
     out = out or Path("hnf-inspect") / source.resolve().name.removesuffix(".csv")
     json_path = json_path or out / "report.json"
     try:
@@ -80,4 +84,3 @@ def print_report(report: InspectionReport) -> None:
         console.print(f"[yellow]warning:[/yellow] {problem}")
     for problem in report.unreadable:
         console.print(f"[yellow]skipped:[/yellow] {problem}")
-

@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
-from hnf.data.synth.writer import check_synth_arguments
 
 console = Console()
 
@@ -26,6 +24,9 @@ def synth(
     ] = 0.0,
 ) -> None:
     """Write PNG micrographs of the ten NFFA classes, one folder per class, and labels.csv."""
+    from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
+    from hnf.data.synth.writer import check_synth_arguments
+
     try:
         check_synth_arguments(per_class, size, band_prob)
     except ValueError as err:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,23 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hnf.atomic import atomic_write_json
-from hnf.data.transforms import resize_for
 from hnf.errors import HnfError
-from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
-from hnf.train.experiments import (
-    REPORTED,
-    ablation_grid,
-    baseline_grid,
-    cross_validate,
-    mean_std,
-    pretrained_baseline_grid,
-    results_table,
-    run_variants,
-    use_folds,
-    write_report,
-)
-from hnf.train.loop import TrainConfig, train
+from hnf.train.config import TrainConfig
 
 console = Console()
 
@@ -110,13 +94,15 @@ def train_command(
     config = TrainConfig(
         data=str(data or ""), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, resize=resize_for(img_size), seed=seed,
+        label_smoothing=label_smoothing, grad_clip=grad_clip, img_size=img_size, seed=seed,
         split=str(split) if split else None, test_fraction=test_fraction, val_fraction=val_fraction,
         precision=precision, device=device, workers=workers, compile=compile_model, class_balanced=class_balanced, crop_band=bands,
         normalisation=normalisation, tta_views=tta_views, time_budget_s=time_budget,
         trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs, trunk_bn=trunk_bn,
         linear_probe=linear_probe, train_per_class=train_per_class,
     )
+    from hnf.train.loop import train
+
     try:
         result = train(config, resume=resume)
     except HnfError as err:
@@ -141,6 +127,9 @@ def evaluate_command(
     tta_views: TtaViews = 1,
 ) -> None:
     """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix."""
+    from hnf.atomic import atomic_write_json
+    from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
+
     try:
         metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device, tta_views)
     except HnfError as err:
@@ -162,7 +151,7 @@ def _experiment_config(data: Path, out: Path, model: str, epochs: int, batch_siz
                        tta_views: int, **train_fields: object) -> TrainConfig:
     return TrainConfig(
         data=str(data), out=str(out), model=model, model_overrides=_parse_overrides(set_ or []), epochs=epochs,
-        batch_size=batch_size, lr=lr, img_size=img_size, resize=resize_for(img_size), seed=seed,
+        batch_size=batch_size, lr=lr, img_size=img_size, seed=seed,
         split=str(split) if split else None, precision=precision, device=device, tta_views=tta_views,
         **train_fields,  # type: ignore[arg-type]
     )
@@ -182,6 +171,8 @@ Jobs = Annotated[int, typer.Option(min=1, help="Runs trained at once, each in it
 
 
 def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: str = "") -> None:
+    from hnf.train.experiments import results_table, write_report
+
     table = results_table(rows, first_column)
     report = write_report(out / "report.md", title, " ".join(["hnf", *sys.argv[1:]]), table + extra)
     console.print(table + extra)
@@ -202,6 +193,8 @@ def cv_command(
     train_per_class: TrainPerClass = None,
 ) -> None:
     """k-fold cross-validation (stratified, group-aware): per-fold and mean +- std, Markdown report."""
+    from hnf.train.experiments import REPORTED, cross_validate, mean_std, use_folds
+
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_,
                                 tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
                                 trunk_bn=trunk_bn, linear_probe=linear_probe, train_per_class=train_per_class)
@@ -230,6 +223,8 @@ def ablate_command(
     trunk_frozen_epochs: TrunkFrozenEpochs = TrainConfig.trunk_frozen_epochs, trunk_bn: TrunkBn = TrainConfig.trunk_bn,
 ) -> None:
     """The ablation grid (full, without text/cross-attention/ODE/graph/sequence/gate, one scale, no exchange)."""
+    from hnf.train.experiments import ablation_grid, run_variants
+
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_,
                                 tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
                                 trunk_bn=trunk_bn)
@@ -264,6 +259,8 @@ def baselines_command(
         extra[name] = weights
     if extra and not pretrained:
         raise typer.BadParameter("--timm adds pretrained baselines: give --pretrained too", param_hint="--timm")
+    from hnf.train.experiments import baseline_grid, pretrained_baseline_grid, run_variants
+
     variants = pretrained_baseline_grid(extra) if pretrained else baseline_grid()
     try:
         rows = run_variants(variants, config, out, jobs)

@@ -26,18 +26,12 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from hnf.data.sizes import IMG_SIZE, RESIZE, resize_for  # noqa: F401  (re-exported)
+
 MEAN = 0.5
 STD = 0.25
 NORMALISATIONS = ("per_image", "fixed")
 EPS = 1e-6
-RESIZE = 256
-IMG_SIZE = 224
-
-
-def resize_for(img_size: int) -> int:
-    """The short side images are resized to before a crop of ``img_size``: ``round(img_size * 8 / 7)``
-    (256 for 224), so the evaluation's centre crop keeps 7/8 of each side."""
-    return round(img_size * 8 / 7)
 
 
 class RandomRot90(nn.Module):

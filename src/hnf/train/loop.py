@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from hnf.errors import HnfError
 from hnf.models.factory import build_classifier, pretrained_architecture, trunk_modules
 from hnf.models.pretrained import grey_normalisation
 from hnf.train.budget import EpochBudget
+from hnf.train.config import TRUNK_BN, TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
 from hnf.train.data import build_loaders, prepare_run_data, upsampling_warning
 from hnf.train.device import autocast_dtype, pick_device
@@ -47,55 +48,6 @@ from hnf.tta import check_views
 console = Console()
 
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # measured: bench/bench_optimizer.py
-TRUNK_BN = ("train", "frozen")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; saved as ``run_dir/config.json``."""
-
-    data: str
-    out: str = "runs/run"
-    model: str = "hnf_small"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0
-    img_size: int = 224
-    resize: int = 256
-    seed: int = 0
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
-    split: str | None = None
-    crop_band: bool = True
-    # "auto": a pretrained model's own normalisation (its grey mean and std), else "per_image"
-    normalisation: str = "auto"
-    class_balanced: bool = False
-    precision: str = "auto"
-    device: str = "auto"
-    workers: int = 0
-    # torch.compile the training forward and backward (validation and test stay eager): a one-off
-    # compilation of minutes on a CPU for a faster step (bench/bench_ode_solver.py)
-    compile: bool = False
-    tta_views: int = 1  # test-side evaluation averaged over 1, 4 or 8 symmetries (hnf.tta)
-    # seconds of training, validation and checkpoints to fit: the epochs that fit, planned after
-    # the warm-up and shortened as the pace drifts, are written back into ``epochs`` (hnf.train.budget)
-    time_budget_s: float | None = None
-    # a pretrained trunk (hnf_lite0's, or a pretrained baseline's all but its classifier):
-    # its learning rate as a multiple of ``lr``; epochs it stays frozen at first (batch norm in
-    # evaluation mode, no gradients); "frozen" keeps its batch-norm statistics fixed throughout
-    trunk_lr_factor: float = 0.1
-    trunk_frozen_epochs: int = 0
-    trunk_bn: str = "train"
-    # fit only a linear classifier on the frozen trunk's pooled features, by logistic regression
-    # (hnf.train.probe), instead of training by gradient descent
-    linear_probe: bool = False
-    # keep at most this many training images per class (a seeded draw: the low-data regime)
-    train_per_class: int | None = None
 
 
 @dataclass
