@@ -43,3 +43,23 @@ def test_argument_errors_import_no_heavy_library() -> None:
         assert result["exit"] == 2, (args, result)
         assert message in result["output"], (args, result["output"])
         assert result["heavy"] == [], args
+
+
+def test_a_device_this_machine_lacks_is_one_line_naming_what_is_available(tmp_path) -> None:
+    import torch
+
+    from hnf.errors import HnfError
+    from hnf.train.device import pick_device
+
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(HnfError, match=rf"^device '{missing}' is not available on this machine; available here: cpu"):
+        pick_device(missing)
+    with pytest.raises(HnfError, match=r"^unknown device 'gpu0'; available here: cpu"):
+        pick_device("gpu0")
+    assert pick_device("cpu") == torch.device("cpu")
+    done = subprocess.run([sys.executable, "-m", "hnf", "train", "--data", str(tmp_path), "--device", missing,
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    assert f"device '{missing}' is not available on this machine" in done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start

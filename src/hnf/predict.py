@@ -30,6 +30,7 @@ from hnf.data.band import Band
 from hnf.data.reading import is_image_path, read_micrograph
 from hnf.data.torch_dataset import resize_short_side
 from hnf.data.transforms import normalise
+from hnf.train.device import pick_device
 from hnf.errors import HnfError, ImageReadError
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
 from hnf.tta import average_probabilities, check_views, view_logits
@@ -156,10 +157,11 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str | torch.device = "cpu",
                  views: int = 1) -> None:
-        """``views``: average each prediction over 1, 4 or 8 symmetries of the image (:mod:`hnf.tta`)."""
+        """``device``: auto, cpu, cuda, cuda:N (:func:`hnf.train.device.pick_device`); ``views``:
+        average each prediction over 1, 4 or 8 symmetries of the image (:mod:`hnf.tta`)."""
         check_views(views)
         self.views = views
-        self.device = torch.device(device)
+        self.device = pick_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.classes = list(meta.classes)
@@ -169,6 +171,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", views: int = 1) -> Predictor:
         """Load a checkpoint folder (safetensors + JSON; errors name the problem)."""
+        device = pick_device(device) if isinstance(device, str) else device
         model, meta = load_checkpoint(resolve_checkpoint(path), map_location=device)
         return cls(model, meta, device, views)
 

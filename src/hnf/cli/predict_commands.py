@@ -59,7 +59,7 @@ def predict_command(
     explain: Annotated[Path | None, typer.Option(help="Write one explanation PNG per image into this folder.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ... ")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:1, ...")] = "auto",
     tta_views: TtaViews = 1,
 ) -> None:
     """Classify micrographs with a checkpoint: a table, optional CSV/JSON rows and explanation PNGs.
@@ -189,6 +189,7 @@ def serve_command(
     max_pixels: Annotated[int, typer.Option(help="Largest pixel count per image (decompression bombs).")] = 100_000_000,
     max_files: Annotated[int, typer.Option(min=1, help="Most files per request.")] = 64,
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:1, ...")] = "auto",
 ) -> None:
     """Serve a checkpoint: REST API (/v1/predict, /v1/classes, /v1/model, /healthz, /docs) and a web page at /."""
     import torch
@@ -200,6 +201,6 @@ def serve_command(
     settings = ServeSettings(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
     typer.echo(f"hnf serve: http://{host}:{port}/ (API docs at /docs)", err=True)
     try:
-        run_server(str(checkpoint), host, port, settings)
+        run_server(str(checkpoint), host, port, settings, device=device)
     except HnfError as err:
         raise _fail(str(err)) from None

@@ -8,11 +8,12 @@ __all__ = ["ServeSettings", "create_app", "sniff_image_type", "run_server"]
 
 
 def run_server(checkpoint: str, host: str = "127.0.0.1", port: int = 8000,
-               settings: ServeSettings | None = None, log_level: str = "info") -> None:
-    """Load ``checkpoint`` once and serve it with uvicorn until interrupted."""
+               settings: ServeSettings | None = None, log_level: str = "info", device: str = "auto") -> None:
+    """Load ``checkpoint`` once onto ``device`` (auto, cpu, cuda, cuda:N) and serve it with uvicorn
+    until interrupted."""
     import uvicorn
 
     from hnf.predict import Predictor
 
-    app = create_app(Predictor.from_checkpoint(checkpoint), settings)
+    app = create_app(Predictor.from_checkpoint(checkpoint, device=device), settings)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

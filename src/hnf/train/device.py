@@ -7,14 +7,30 @@ import torch
 from hnf.errors import HnfError
 
 
+def available_devices() -> list[str]:
+    """The devices this machine can compute on: ``cpu`` and ``cuda:N`` for each visible GPU."""
+    return ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; any torch device string is accepted."""
+    """``auto`` is CUDA when present, else the CPU; any torch device string is accepted.
+
+    Raises:
+        HnfError: one line naming the device and the devices that are available, for an unknown
+            device or a GPU this machine does not have.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = ", ".join(available_devices())
     try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise HnfError(f"unknown device {name!r} ({err})") from None
+        device = torch.device(name)
+    except RuntimeError:
+        raise HnfError(f"unknown device {name!r}; available here: {available}") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise HnfError(f"device {name!r} is not available on this machine; available here: {available}")
+    if device.type not in ("cpu", "cuda"):
+        raise HnfError(f"device {name!r} is not supported; available here: {available}")
+    return device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -223,12 +223,12 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     if config.batch_size % context.world_size:
         raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
     local_batch = config.batch_size // context.world_size
+    device = pick_device(config.device)  # before the run folder: a device this machine lacks writes nothing
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", asdict(config))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    device = pick_device(config.device)
     if device.type == "cuda" and context.active:
         device = torch.device("cuda", context.local_rank)
     amp_dtype = autocast_dtype(config.precision, device)
