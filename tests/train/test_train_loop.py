@@ -303,3 +303,28 @@ def test_pretrained_trunk_run_resumes_exactly_through_its_frozen_warm_up(tiny_da
     assert meta["preprocessing"]["normalisation"] == "fixed" and meta["preprocessing"]["std"] == 0.5
     log = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert len(log) == 2
+
+
+def test_small_classes_are_warned_about_and_a_class_without_test_images_leaves_macro_f1(tmp_path: Path) -> None:
+    import numpy as np
+
+    from hnf.data.dataset import Sample
+    from hnf.data.splits import Split
+    from hnf.train.data import RunData, class_count_warnings
+    from hnf.train.evaluate import score
+
+    def samples(label: str, count: int) -> list[Sample]:
+        return [Sample(tmp_path / f"{label}{i}.png", label) for i in range(count)]
+
+    run = RunData(["a", "b", "c"], samples("a", 4) + samples("b", 1), samples("a", 1), samples("a", 2) + samples("c", 2),
+                  Split("train_test", 0, ["a", "b", "c"], []), [], 100)
+    assert class_count_warnings(run) == [
+        "class 'b' has a single image: it cannot be both learned and tested; add images or leave the class out",
+        "class 'c' has no training image in this split: the model cannot learn it",
+    ]
+    probs = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.8, 0.1, 0.1]])
+    metrics = score(probs, np.array([0, 0, 2, 2]), ["a", "b", "c"])
+    assert metrics["classes_without_images"] == ["b"]
+    assert metrics["per_class_recall"] == {"a": 1.0, "b": None, "c": 0.5}
+    # macro-F1 over a and c only: F1(a) = 2 * (2/3 * 1) / (2/3 + 1) = 0.8, F1(c) = 2/3
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)

@@ -51,7 +51,10 @@ def print_metrics(metrics: dict, title: str) -> None:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     for name, recall in metrics["per_class_recall"].items():
-        table.add_row(f"recall {name}", f"{recall:.3f}  (precision {metrics['per_class_precision'][name]:.3f})")
+        if recall is None:
+            table.add_row(f"recall {name}", "no images of this class here (left out of macro-F1)")
+        else:
+            table.add_row(f"recall {name}", f"{recall:.3f}  (precision {metrics['per_class_precision'][name]:.3f})")
     console.print(table)
 
 

@@ -64,6 +64,24 @@ def readable_dataset(data: Path) -> ReadableDataset:
     return ReadableDataset(readable, by_path, groups, report.unreadable, median_short_side)
 
 
+def class_count_warnings(run: RunData) -> list[str]:
+    """Warnings about classes too small to learn or to score: a class with a single image (it
+    sits on one side of the split only), and classes with no test or no training image."""
+    warnings = []
+    for name in run.classes:
+        counts = {side: sum(s.label == name for s in samples)
+                  for side, samples in (("training", run.train), ("validation", run.val), ("test", run.test))}
+        if sum(counts.values()) == 1:
+            warnings.append(f"class {name!r} has a single image: it cannot be both learned and tested; "
+                            f"add images or leave the class out")
+        elif counts["training"] == 0:
+            warnings.append(f"class {name!r} has no training image in this split: the model cannot learn it")
+        elif counts["test"] == 0:
+            warnings.append(f"class {name!r} has no test image in this split: it is reported as such and left "
+                            f"out of macro-F1")
+    return warnings
+
+
 def _keeps_every_design_scale(img_size: int) -> bool:
     """Whether every patch size of DESIGN.md 2.1 scales to whole pixels at ``img_size``
     (:func:`hnf.models.scales_for_image`; true for the multiples of 56)."""

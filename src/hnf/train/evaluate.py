@@ -85,16 +85,22 @@ def predict_loader(
 
 
 def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """The metrics of the module docstring from probabilities and true labels."""
+    """The metrics of the module docstring from probabilities and true labels.
+
+    A class with no image among ``labels`` has no recall (null) and is left out of macro-F1 (an
+    F1 of 0 there would measure the data, not the model); ``classes_without_images`` names them.
+    """
     indices = list(range(len(classes)))
+    present = sorted(set(int(label) for label in labels))
     predicted = probs.argmax(axis=1)
     precision, recall, _, _ = precision_recall_fscore_support(labels, predicted, labels=indices, zero_division=0)
     metrics: dict[str, Any] = {
         "images": int(len(labels)),
         "top1": float(accuracy_score(labels, predicted)),
-        "macro_f1": float(f1_score(labels, predicted, labels=indices, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(labels, predicted, labels=present, average="macro", zero_division=0)) if present else 0.0,
         "per_class_precision": {c: float(p) for c, p in zip(classes, precision)},
-        "per_class_recall": {c: float(r) for c, r in zip(classes, recall)},
+        "per_class_recall": {c: (float(r) if i in present else None) for i, (c, r) in enumerate(zip(classes, recall))},
+        "classes_without_images": [c for i, c in enumerate(classes) if i not in present],
         "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
         "classes": list(classes),
     }

@@ -38,7 +38,7 @@ from hnf.models.pretrained import grey_normalisation
 from hnf.train.budget import EpochBudget
 from hnf.train.config import TRUNK_BN, TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
-from hnf.train.data import build_loaders, prepare_run_data, upsampling_warning
+from hnf.train.data import build_loaders, class_count_warnings, prepare_run_data, upsampling_warning
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
 from hnf.train.evaluate import plot_confusion, predict_loader, score, score_predictions
@@ -244,6 +244,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                                config.val_fraction, config.train_per_class)
     for problem in run.skipped:
         say(f"[yellow]skipped:[/yellow] {problem}")
+    for warning in class_count_warnings(run):
+        say(f"[yellow]warning:[/yellow] {warning}")
     if (enlarging := upsampling_warning(run.median_short_side, config.img_size, config.resize)) is not None:
         say(f"[yellow]warning:[/yellow] {enlarging}")
     train_loader, val_loader, test_loader, sampler = build_loaders(
