@@ -118,3 +118,17 @@ def test_frozen_parameters_are_written_once_per_content(tmp_path: Path) -> None:
     (folder / meta.frozen_weights).write_bytes((folder / meta.frozen_weights).read_bytes()[:-8])
     with pytest.raises(CheckpointError, match=rf"{meta.frozen_weights}: weights do not match checkpoint.json"):
         load_checkpoint(folder)
+
+
+def test_a_new_checkpoint_removes_only_the_files_the_trainer_wrote(tmp_path: Path) -> None:
+    folder, model = _saved(tmp_path)
+    first = {p.name for p in folder.iterdir()}
+    mine = ["my-experiment-settings.json", "notes-e1-s2.txt", "model-e0001-s00000001.safetensors.bak"]
+    for name in mine:
+        (folder / name).write_text("kept")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    save_checkpoint(folder, model, CheckpointMeta(model="resnet18", classes=["a", "b", "c"], epoch=2, step=2), optimizer, {"step": 2})
+    names = {p.name for p in folder.iterdir()}
+    assert all((folder / name).read_text() == "kept" for name in mine)
+    assert "model-e0001-s00000001.safetensors" in first and "model-e0001-s00000001.safetensors" not in names
+    assert {"model-e0002-s00000002.safetensors", "train-e0002-s00000002.json", "checkpoint.json"} <= names

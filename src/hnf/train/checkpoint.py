@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ from hnf.errors import HnfError
 from hnf.models.factory import build_classifier
 
 CHECKPOINT_FORMAT = "hnf-checkpoint/1"
+WRITTEN_FILE = re.compile(r"(model-e\d{4}-s\d{8}\.safetensors|train-e\d{4}-s\d{8}\.(safetensors|json)"
+                          r"|frozen-[0-9a-f]{16}\.safetensors)")
+"""Names of the tensor and state files :func:`save_checkpoint` writes (and may remove again)."""
 META_FILE = "checkpoint.json"
 
 
@@ -183,8 +187,8 @@ def save_checkpoint(
         atomic_write_json(directory / f"{meta.train_state}.json", rest)
     atomic_write_json(directory / META_FILE, meta.to_json())
     keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json", meta.frozen_weights}
-    for old in [*directory.glob("*-e*-s*.*"), *directory.glob("frozen-*.safetensors")]:
-        if old.name not in keep:
+    for old in directory.iterdir():
+        if WRITTEN_FILE.fullmatch(old.name) and old.name not in keep:  # only what this module wrote
             old.unlink(missing_ok=True)
     return directory
 
