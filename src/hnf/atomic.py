@@ -18,9 +18,11 @@ from hnf.errors import HnfError
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically, creating parent folders; return the path.
 
-    ``durable=False`` skips the fsync: readers still never see a partial file (the rename is
-    atomic), but after a power cut the file may be missing or empty. For outputs that can be made
-    again (synthetic images), where the fsync would dominate the cost.
+    With ``durable`` (the default) the file is fsynced before the rename and its folder after it,
+    so after a power cut the new file is there, whole, under its name. ``durable=False`` skips
+    both fsyncs: readers still never see a partial file (the rename is atomic), but after a power
+    cut the file may be missing or empty. For outputs that can be made again (synthetic images),
+    where the fsync would dominate the cost.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,24 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> P
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_directory(path.parent)
     return path
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX: fsync the directory); a no-op where the
+    platform cannot open directories (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -132,3 +132,18 @@ def test_a_new_checkpoint_removes_only_the_files_the_trainer_wrote(tmp_path: Pat
     assert all((folder / name).read_text() == "kept" for name in mine)
     assert "model-e0001-s00000001.safetensors" in first and "model-e0001-s00000001.safetensors" not in names
     assert {"model-e0002-s00000002.safetensors", "train-e0002-s00000002.json", "checkpoint.json"} <= names
+
+
+def test_a_replaced_training_state_is_refused_by_its_checksum(tmp_path: Path) -> None:
+    folder, model = _saved(tmp_path)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    for suffix in ("json", "safetensors"):
+        state = folder / f"{meta['train_state']}.{suffix}"
+        original = state.read_bytes()
+        state.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        loaded, loaded_meta = load_checkpoint(folder)
+        optimizer = torch.optim.AdamW(loaded.parameters(), lr=1e-3)
+        with pytest.raises(CheckpointError, match=rf"{state.name}.*(does not match|SHA-256 differs)"):
+            load_train_state(folder, loaded_meta, optimizer)
+        state.write_bytes(original)
+    assert load_train_state(folder, loaded_meta, torch.optim.AdamW(loaded.parameters(), lr=1e-3)) == {"step": 1}

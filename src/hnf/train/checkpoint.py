@@ -11,6 +11,7 @@ A checkpoint is a folder::
                                      when they change, so a training run writes them once
     train-e<epoch>-s<step>.safetensors  optimizer tensors and RNG states (for --resume only)
     train-e<epoch>-s<step>.json         optimizer hyper-parameters, step counters, Python/NumPy RNG
+                                     (both training-state files SHA-256-checked like the weights)
 
 Tensor files carry the epoch and step in their name and are written before the JSON that points
 at them (each write is atomic), so a crash at any moment leaves the previous checkpoint whole; old
@@ -77,6 +78,8 @@ class CheckpointMeta:
     frozen_weights: str | None = None
     frozen_sha256: str = ""
     train_state: str | None = None
+    train_state_sha256: str = ""
+    train_state_json_sha256: str = ""
     extra_state: dict[str, Any] = field(default_factory=dict)
     hnf_version: str = __version__
     format: str = CHECKPOINT_FORMAT
@@ -172,7 +175,7 @@ def save_checkpoint(
     meta.weights = f"model-{tag}.safetensors"
     meta.weights_sha256 = _sha256(payload)
     atomic_write_bytes(directory / meta.weights, payload)
-    meta.train_state = None
+    meta.train_state, meta.train_state_sha256, meta.train_state_json_sha256 = None, "", ""
     if optimizer is not None:
         tensors, rest = _flatten_optimizer(optimizer.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
@@ -183,8 +186,12 @@ def save_checkpoint(
             numpy_rng=[numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
         )
         meta.train_state = f"train-{tag}"
-        atomic_write_bytes(directory / f"{meta.train_state}.safetensors", save(tensors))
-        atomic_write_json(directory / f"{meta.train_state}.json", rest)
+        state_payload = save(tensors)
+        meta.train_state_sha256 = _sha256(state_payload)
+        atomic_write_bytes(directory / f"{meta.train_state}.safetensors", state_payload)
+        json_payload = (json.dumps(rest, indent=2) + "\n").encode("utf-8")
+        meta.train_state_json_sha256 = _sha256(json_payload)
+        atomic_write_bytes(directory / f"{meta.train_state}.json", json_payload)
     atomic_write_json(directory / META_FILE, meta.to_json())
     keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json", meta.frozen_weights}
     for old in directory.iterdir():
@@ -275,9 +282,16 @@ def load_train_state(directory: Path, meta: CheckpointMeta, optimizer: torch.opt
     """Restore optimizer and RNG states saved with a checkpoint; return the training counters."""
     if meta.train_state is None:
         raise CheckpointError(f"{directory}: checkpoint has no training state to resume from")
+    tensor_file, json_file = f"{meta.train_state}.safetensors", directory / f"{meta.train_state}.json"
     try:
-        tensors = load_file(directory / f"{meta.train_state}.safetensors")
-        rest = json.loads((directory / f"{meta.train_state}.json").read_text(encoding="utf-8"))
+        if meta.train_state_sha256:  # checkpoints of older versions carry no checksums of the state
+            tensors = _read_tensor_file(directory, tensor_file, meta.train_state_sha256)
+            if _sha256(json_file.read_bytes()) != meta.train_state_json_sha256:
+                raise CheckpointError(f"{json_file}: training state does not match {META_FILE} (SHA-256 differs; "
+                                      f"truncated or replaced file)")
+        else:
+            tensors = load_file(directory / tensor_file)
+        rest = json.loads(json_file.read_text(encoding="utf-8"))
     except (SafetensorError, OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{directory}: unreadable training state ({err})") from None
     optimizer.load_state_dict(_unflatten_optimizer(tensors, rest))
