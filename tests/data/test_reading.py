@@ -135,3 +135,28 @@ def test_read_micrograph_cuts_the_nffa_band(shared_data: Path) -> None:
     assert kept.band is not None and kept.grey.shape == (kept.band.top, 1024)
     whole = read_micrograph(path, crop_band=False)
     assert whole.band is None and whole.grey.shape == (768, 1024)
+
+
+def test_reading_a_multi_frame_tiff_many_times_leaves_no_file_open(tmp_path) -> None:
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from hnf.data.reading import read_grey
+
+    frames = [Image.fromarray((np.full((40, 50), v)).astype(np.uint8)) for v in (10, 200, 90)]
+    path = tmp_path / "stack.tif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    import gc
+    import warnings
+
+    before = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(50):
+            grey, _ = read_grey(path)
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # closed, not left to the collector
+    assert grey.shape == (40, 50)

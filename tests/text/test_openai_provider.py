@@ -184,3 +184,21 @@ def test_unreachable_server_is_retried_then_reported():
     with pytest.raises(ProviderError, match="gave up after 3 attempts \\(APIConnectionError\\)"):
         p.generate("s", "u")
     assert len(delays) == 2
+
+
+def test_the_samples_seed_is_sent_and_dropped_for_a_server_that_refuses_it(fake_openai):
+    fake_openai.default = Reply(text="Tips are sharp probes.")
+    p = provider(fake_openai, max_retries=0)
+    assert p.generate("", "Describe Tips.", seed=7) == "Tips are sharp probes."
+    assert fake_openai.requests[-1]["json"]["seed"] == 7
+    p.generate("", "Describe Tips.")  # no seed given: none sent
+    assert "seed" not in fake_openai.requests[-1]["json"]
+    refusing = Reply(status=400, body={"error": {"message": "Unrecognized request argument supplied: seed",
+                                                 "type": "invalid_request_error", "code": None}})
+    fake_openai.script = [refusing]
+    assert p.generate("", "Describe Tips.", seed=8) == "Tips are sharp probes."  # retried at once, without it
+    assert [("seed" in r["json"]) for r in fake_openai.requests[-2:]] == [True, False]
+    assert p.generate("", "Describe Tips.", seed=9) and "seed" not in fake_openai.requests[-1]["json"]
+    fake_openai.script = [Reply(status=400)]
+    with pytest.raises(ProviderError, match="HTTP 400: .*status 400"):
+        p.generate("", "Describe Tips.", seed=10)

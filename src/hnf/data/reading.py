@@ -74,15 +74,15 @@ def open_image(path: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageReadError(
-                    path, f"{width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} pixels"
-                )
-            image.seek(0)
-            image.load()
-            return ImageOps.exif_transpose(image)
+            with Image.open(path) as image:  # closed on return: a multi-frame TIFF keeps its file open
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageReadError(
+                        path, f"{width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} pixels"
+                    )
+                image.seek(0)
+                image.load()
+                return ImageOps.exif_transpose(image)  # a copy (detached from the file) either way
     except ImageReadError:
         raise
     except UnidentifiedImageError:

@@ -92,6 +92,7 @@ class OpenAIProvider:
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
         self._sleep = sleep
+        self._accepts_seed = True
         key = api_key
         if key is None:
             key = next((os.environ[v] for v in api_key_env if os.environ.get(v)), None)
@@ -135,14 +136,24 @@ class OpenAIProvider:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": user}
         ]
-        for attempt in range(self.max_retries + 1):
+        # the sample's seed, for servers that sample reproducibly with one (OpenAI, vLLM, llama.cpp)
+        extra = {"seed": seed} if seed is not None and self._accepts_seed else {}
+        attempt = 0
+        while attempt <= self.max_retries:
             try:
                 resp = self._client.chat.completions.create(
                     model=self.model,
                     messages=messages,
                     temperature=self.temperature,
                     max_tokens=self.max_tokens,
+                    **extra,
                 )
+            except oa.BadRequestError as err:
+                if extra and "seed" in str(err.message).lower():  # a server that refuses the field
+                    log.warning("%s: the server refuses a seed; sampling without one", where)
+                    self._accepts_seed, extra = False, {}
+                    continue
+                raise ProviderError(f"{where}: HTTP 400: {self._redact(str(err.message))[:300]}") from None
             except oa.AuthenticationError:
                 raise ProviderError(
                     f"{where}: authentication failed (HTTP 401): the API key was refused; set a valid key "
@@ -165,6 +176,7 @@ class OpenAIProvider:
                 delay = self._delay(attempt, err)
                 log.warning("%s: %s, retry %d/%d in %.1f s", where, what, attempt + 1, self.max_retries, delay)
                 self._sleep(delay)
+                attempt += 1
                 continue
             except oa.APIStatusError as err:
                 raise ProviderError(
