@@ -9,8 +9,7 @@ attention mask, the class of each sequence and one pooled embedding per class.
   than truncated, so every token of every description takes part.
 - ``finetune``: ``"frozen"`` (encoder fixed, only the projection learns), ``"all"``, or an int ``n`` /
   ``"last:n"`` (the last ``n`` transformer layers learn, embeddings and earlier layers stay fixed).
-- Caching: with a frozen encoder its hidden states are computed once (and, given ``cache_dir``, kept
-  on disk keyed by encoder weights, texts and ``max_length``). In eval mode without gradients the
+- Caching: with a frozen encoder its hidden states are computed once, in memory. In eval mode without gradients the
   projected features themselves are cached, so inference computes the text side once. ``train()``,
   ``load_state_dict`` and ``set_descriptions`` clear what they invalidate.
 - ``token_fraction`` < 1: in training, each forward keeps a fresh random subset of that fraction
@@ -28,8 +27,6 @@ The text input is the same for every image: no label can reach it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -110,7 +107,6 @@ class TextEncoder(nn.Module):
         dropout: float = 0.0,
         batch_size: int = 32,
         token_fraction: float = 1.0,
-        cache_dir: str | os.PathLike | None = None,
         descriptions: dict[str, list[str]] | Any | None = None,
     ) -> None:
         super().__init__()
@@ -132,7 +128,6 @@ class TextEncoder(nn.Module):
         if not 0.0 < token_fraction <= 1.0:
             raise HnfError(f"token_fraction must be in (0, 1], got {token_fraction}")
         self.token_fraction = float(token_fraction)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.proj = nn.Linear(self.hidden_size, self.dim)
         self.norm = nn.LayerNorm(self.dim)
         self.drop = nn.Dropout(dropout)
@@ -243,14 +238,6 @@ class TextEncoder(nn.Module):
         if state and state.get("classes"):
             self.set_descriptions(dict(zip(state["classes"], state["texts"], strict=True)))
 
-    def _disk_key(self) -> str:
-        h = hashlib.sha256()
-        h.update(json.dumps([self.encoder_name, self.max_length, self.classes, self.texts]).encode())
-        for name, p in sorted(self.encoder.state_dict().items()):
-            h.update(name.encode())
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:24]
-
     # -- computation -----------------------------------------------------------------------------
     def _run_encoder(self) -> Tensor:
         outs = []
@@ -270,26 +257,12 @@ class TextEncoder(nn.Module):
             return self._run_encoder()
         if self._hidden_cache is not None and self._hidden_cache.device == self.input_ids.device:
             return self._hidden_cache
-        path = None
-        if self.cache_dir is not None:
-            path = self.cache_dir / f"text-hidden-{self._disk_key()}.pt"
-            if path.is_file():
-                self._hidden_cache = torch.load(path, map_location=self.input_ids.device)
-                return self._hidden_cache
         was_training = self.encoder.training
         self.encoder.eval()
         with torch.no_grad():
             hidden = self._run_encoder()
         self.encoder.train(was_training)
         self._hidden_cache = hidden
-        if path is not None:
-            import io
-
-            from hnf.atomic import atomic_write_bytes
-
-            buf = io.BytesIO()
-            torch.save(hidden.cpu(), buf)
-            atomic_write_bytes(path, buf.getvalue())
         return hidden
 
     def subset_size(self) -> int:
