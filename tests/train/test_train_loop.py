@@ -328,3 +328,34 @@ def test_small_classes_are_warned_about_and_a_class_without_test_images_leaves_m
     assert metrics["per_class_recall"] == {"a": 1.0, "b": None, "c": 0.5}
     # macro-F1 over a and c only: F1(a) = 2 * (2/3 * 1) / (2/3 + 1) = 0.8, F1(c) = 2/3
     assert metrics["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+
+
+def test_the_balance_regulariser_evens_out_the_experts_use(tiny_data: Path, tmp_path: Path) -> None:
+    """With --balance-weight the gate's mean expert weights move towards uniform: their entropy
+    over the validation images is higher than without it, from the same start and batches."""
+    from hnf.train.checkpoint import load_checkpoint
+    from hnf.train.data import prepare_run_data
+    from hnf.data.torch_dataset import MicrographDataset
+    from hnf.data.transforms import build_eval_transform
+
+    torch.set_num_threads(2)
+    tiny = {"embed_dim": 48, "num_heads": 2, "readout_heads": 2, "scales": [16, 32]}
+
+    def importance_entropy(weight: float) -> float:
+        out = tmp_path / f"w{weight}"
+        config = replace(_config(tiny_data, out, 3), model="hnf_small", model_overrides=tiny, balance_weight=weight, lr=3e-3)
+        train(config)
+        model, meta = load_checkpoint(out / "checkpoint")
+        run = prepare_run_data(tiny_data, out / "split.json", None, 0, 0.2, 0.2)
+        data = MicrographDataset(run.train, run.classes, build_eval_transform(64), resize=72)
+        images = torch.stack([data[i][0] for i in range(len(data))])
+        with torch.no_grad():
+            _, features = model.eval()(images, return_explain=True)
+        usage = torch.cat([g.reshape(-1, g.shape[-1]) for g in features.gate_weights]).mean(0)
+        return float(-(usage * usage.log()).sum())
+
+    plain, balanced = importance_entropy(0.0), importance_entropy(20.0)
+    uniform = float(torch.tensor(3.0).log())  # three experts
+    assert uniform - balanced < (uniform - plain) / 5, (plain, balanced)  # far closer to even use
+    with pytest.raises(HnfError, match="--balance-weight needs an HNF model"):
+        train(replace(_config(tiny_data, tmp_path / "resnet", 1), balance_weight=1.0))

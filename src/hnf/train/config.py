@@ -58,6 +58,9 @@ class TrainConfig:
     # fit only a linear classifier on the frozen trunk's pooled features, by logistic regression
     # (hnf.train.probe), instead of training by gradient descent
     linear_probe: bool = False
+    # weight of the gate-balance regulariser E * sum_e mean(w_e)^2 - 1 in the loss (HNF models;
+    # 0: off; its effect on accuracy has not been measured yet)
+    balance_weight: float = 0.0
     # keep at most this many training images per class (a seeded draw: the low-data regime)
     train_per_class: int | None = None
 

@@ -34,6 +34,8 @@ from hnf.atomic import atomic_write_json, atomic_write_text
 from hnf.data.transforms import MEAN, NORMALISATIONS, STD
 from hnf.errors import HnfError
 from hnf.models.factory import build_classifier, pretrained_architecture, trunk_modules
+from hnf.models.hnf import HNF
+from hnf.models.hnf_llm import HNFLLM
 from hnf.models.pretrained import grey_normalisation
 from hnf.train.budget import EpochBudget
 from hnf.train.config import TRUNK_BN, TrainConfig
@@ -220,6 +222,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         raise HnfError(f"trunk_bn must be one of {', '.join(TRUNK_BN)}, got {config.trunk_bn!r}")
     normalisation, mean, std = resolve_normalisation(config)
     check_views(config.tta_views)  # before training, not after it
+    if config.balance_weight < 0:
+        raise HnfError(f"balance_weight must be >= 0, got {config.balance_weight}")
     if config.batch_size % context.world_size:
         raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
     local_batch = config.batch_size // context.world_size
@@ -262,6 +266,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     model = build_classifier(
         config.model, len(run.classes), img_size=config.img_size, class_names=run.classes, **config.model_overrides
     ).to(device)
+    if config.balance_weight > 0 and not isinstance(model, (HNF, HNFLLM)):
+        raise HnfError(f"--balance-weight needs an HNF model (one with gates); {config.model} has none")
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, config.trunk_lr_factor), lr=config.lr, betas=(0.9, 0.999),
                                   fused=device.type in FUSED_ADAMW_DEVICES)
     steps_per_epoch = len(train_loader)
@@ -317,8 +323,12 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                     group["lr"] = config.lr * group.get("lr_scale", 1.0) * lr_factor(step, warmup_steps, total_steps)
                 try:
                     with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                        logits = trained(images)
-                    loss = loss_fn(logits.float(), targets)
+                        if config.balance_weight > 0:  # the gate-balance regulariser (DESIGN.md 2.1.5)
+                            logits, features = trained(images, return_explain=True)
+                            balance = config.balance_weight * features.balance_loss
+                        else:
+                            logits, balance = trained(images), 0.0
+                    loss = loss_fn(logits.float(), targets) + balance
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                 except (torch.OutOfMemoryError, RuntimeError) as err:
