@@ -49,6 +49,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from hnf import __version__
+from hnf.atomic import atomic_write_text
 from hnf.errors import HnfError
 from hnf.train.checkpoint import CheckpointMeta, load_checkpoint
 
@@ -212,6 +213,7 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         tmp.replace(out)
+        write_band_helper(out.parent)
     except HnfError:
         raise
     except Exception as err:  # the exporter raises many types; say what failed and where
@@ -219,6 +221,18 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+BAND_HELPER = "hnf_band.py"
+"""The information-band detector (numpy only) written beside every export, so the documented
+route without hnf (``docs/onnx.md``) cuts the band as ``hnf predict`` does."""
+
+
+def write_band_helper(folder: Path) -> Path:
+    """Write :mod:`hnf.data.band` (it needs only numpy) as ``folder/hnf_band.py``."""
+    from hnf.data import band
+
+    return atomic_write_text(folder / BAND_HELPER, Path(band.__file__).read_text(encoding="utf-8"))
 
 
 def onnx_logits(path: str | Path, images: np.ndarray) -> np.ndarray:

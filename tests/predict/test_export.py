@@ -94,3 +94,34 @@ def test_text_fused_model_exports_with_text_features_as_constants(tmp_path: Path
     assert out.stat().st_size < 20e6  # MiniLM alone is ~90 MB: it is not in the graph
     _, explanations = explain_batch(model, images[:1])
     assert explanations[0].method == "hnf" and len(explanations[0].scales) == 3
+
+
+def test_the_documented_onnx_route_without_hnf_agrees_with_hnf_predict_on_banded_images(
+        hnf_small_checkpoint: Path, tmp_path: Path, shared_data: Path) -> None:
+    """docs/onnx.md's example, run as written (hnf made unimportable) beside an export, on the NFFA
+    images whose information band is burnt in: the same top class as `hnf predict`."""
+    import re
+    import subprocess
+    import sys
+
+    from hnf.predict import Predictor
+
+    out = tmp_path / "model.onnx"
+    assert runner.invoke(app, ["export", "onnx", "--checkpoint", str(hnf_small_checkpoint), "--out", str(out)]).exit_code == 0
+    assert (tmp_path / "hnf_band.py").is_file()
+    images = sorted(str(p) for p in (shared_data / "nffa-sample").rglob("*.jpg"))
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "onnx.md").read_text()
+    example = re.search(r"## Example\n\n```python\n(.*?)```", docs, re.S).group(1)
+    assert '["a.tif", "b.jpg"]' in example
+    script = ("import sys\nsys.modules['hnf'] = None  # the route needs no hnf\n"
+              + example.replace('["a.tif", "b.jpg"]', repr(images))
+              + "\nprint('PROBS', json.dumps(probs.tolist()))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    probs = np.array(json.loads(done.stdout.split("PROBS", 1)[1]))
+    predictor = Predictor.from_checkpoint(hnf_small_checkpoint)
+    rows = list(predictor.predict_files(images))
+    assert all(row.band is not None for row in rows)  # every one of these images carries a band
+    expected = np.stack([row.probs for row in rows])
+    assert (probs.argmax(1) == expected.argmax(1)).all()
+    assert np.abs(probs - expected).max() < 0.05  # resampling differs slightly (docs: not bit for bit)
