@@ -198,3 +198,9 @@ def test_predict_and_explain_a_trunk_checkpoint_on_its_grids(tmp_path: Path) -> 
     prepared = predictor.prepare(files[0])
     torch.testing.assert_close(prepared.tensor, normalise(torch.as_tensor(prepared.view)[None], "fixed", 0.5, 0.5))
     assert float(prepared.tensor.min()) >= -1.0 and float(prepared.tensor.max()) <= 1.0
+
+
+def test_hub_weights_offline_are_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match=r"cannot load pretrained weights of tf_efficientnet_lite0 from the Hugging Face hub"):
+        create_model("hnf_lite0", trunk_weights="hub", num_classes=3)
