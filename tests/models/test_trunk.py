@@ -204,3 +204,38 @@ def test_hub_weights_offline_are_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsError, match=r"cannot load pretrained weights of tf_efficientnet_lite0 from the Hugging Face hub"):
         create_model("hnf_lite0", trunk_weights="hub", num_classes=3)
+
+
+def test_a_text_fused_checkpoint_carries_its_text_encoder_and_travels(tmp_path: Path, monkeypatch) -> None:
+    """An hnf_llm checkpoint trained with an encoder from a folder: moved elsewhere, with that folder
+    and the run deleted, it loads, predicts the same and names no local path."""
+    import json
+
+    from hnf.text.encoders import packaged_minilm
+
+    encoder = tmp_path / "my-encoder"
+    shutil.copytree(packaged_minilm(), encoder)
+    classes = ["network", "pearlite", "spheroidite"]
+    overrides = {**TINY_TRUNK, "text_encoder": str(encoder), "scales": [16, 32]}
+    model = build_classifier("hnf_llm_small", num_classes=3, img_size=64, class_names=classes, **overrides)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    pre = Preprocessing(img_size=64, resize=73)
+    checkpoint = save_checkpoint(tmp_path / "run" / "checkpoint", model, CheckpointMeta("hnf_llm_small", classes, overrides, pre))
+    moved = tmp_path / "elsewhere" / "checkpoint"
+    shutil.copytree(checkpoint, moved)
+    shutil.rmtree(tmp_path / "run")
+    shutil.rmtree(encoder)
+    import transformers
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("a checkpoint's encoder weights come from the checkpoint")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_weights)
+    again, meta = load_checkpoint(moved)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), expected)
+    assert meta.model_overrides["text_encoder"] == "text-encoder"
+    assert str(tmp_path) not in (moved / "checkpoint.json").read_text()
+    assert json.loads((moved / "text-encoder" / "config.json").read_text())["hidden_size"] == 384

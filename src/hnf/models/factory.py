@@ -82,7 +82,7 @@ def build_classifier(
         config = get_config(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **overrides)
         if isinstance(config, HNFLLMConfig):
             names = class_names or [f"class_{i}" for i in range(num_classes)]
-            return HNFLLM(config, names, load_descriptions=load_descriptions)
+            return HNFLLM(config, names, load_descriptions=load_descriptions, load_encoder_weights=load_weights_now)
         return HNF(config)
     weights = _timm_weights({**overrides, "pretrained": pretrained or overrides.get("pretrained")})
     extra = {k: v for k, v in overrides.items() if k not in ("weights", "pretrained")}

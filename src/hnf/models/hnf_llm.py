@@ -170,7 +170,9 @@ class HNFLLM(nn.Module):
 
     ``class_names`` fixes the class order; descriptions for them come from ``descriptions`` (a
     ``{class: [text, ...]}`` mapping), else from ``config.descriptions`` or the shipped corpus.
-    ``load_descriptions=False`` skips that (a checkpoint's state dict brings its own).
+    ``load_descriptions=False`` skips that (a checkpoint's state dict brings its own), and
+    ``load_encoder_weights=False`` builds the text encoder's architecture without its weights
+    (a checkpoint brings them too).
     """
 
     def __init__(
@@ -179,6 +181,7 @@ class HNFLLM(nn.Module):
         class_names: list[str],
         descriptions: dict[str, list[str]] | None = None,
         load_descriptions: bool = True,
+        load_encoder_weights: bool = True,
     ) -> None:
         super().__init__()
         if len(class_names) != config.num_classes:
@@ -198,7 +201,8 @@ class HNFLLM(nn.Module):
 
                 self.text = TextEncoder(dim, config.text_encoder, finetune=config.text_finetune,
                                         max_length=config.text_max_length,
-                                        token_fraction=config.text_token_fraction)
+                                        token_fraction=config.text_token_fraction,
+                                        load_weights=load_encoder_weights)
                 if load_descriptions:
                     self.text.set_descriptions(descriptions or self._descriptions(), self.class_names)
                 self.cross = CrossModalAttention(dim, config.fusion_heads) if config.use_cross_attention else None

@@ -108,9 +108,10 @@ class TextEncoder(nn.Module):
         batch_size: int = 32,
         token_fraction: float = 1.0,
         descriptions: dict[str, list[str]] | Any | None = None,
+        load_weights: bool = True,
     ) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         from hnf.text.encoders import load_error, quiet_transformers, resolve_encoder
 
@@ -118,7 +119,10 @@ class TextEncoder(nn.Module):
         try:
             with quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(self.encoder_name)
-                self.encoder = AutoModel.from_pretrained(self.encoder_name)
+                if load_weights:
+                    self.encoder = AutoModel.from_pretrained(self.encoder_name)
+                else:  # the architecture only: a checkpoint brings the weights
+                    self.encoder = AutoModel.from_config(AutoConfig.from_pretrained(self.encoder_name))
         except (OSError, ValueError) as err:
             raise load_error(self.encoder_name, err) from None
         self.hidden_size = int(self.encoder.config.hidden_size)
@@ -239,6 +243,14 @@ class TextEncoder(nn.Module):
             self.set_descriptions(dict(zip(state["classes"], state["texts"], strict=True)))
 
     # -- computation -----------------------------------------------------------------------------
+    def save_definition(self, folder: Path) -> Path:
+        """Write what rebuilds this encoder without its weights (its config and tokenizer files,
+        about 1 MB for MiniLM) into ``folder``: with a checkpoint's weights it needs nothing else."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        return folder
+
     def _run_encoder(self) -> Tensor:
         outs = []
         for i in range(0, self.input_ids.shape[0], self.batch_size):

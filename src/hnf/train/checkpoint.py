@@ -44,6 +44,9 @@ WRITTEN_FILE = re.compile(r"(model-e\d{4}-s\d{8}\.safetensors|train-e\d{4}-s\d{8
                           r"|frozen-[0-9a-f]{16}\.safetensors)")
 """Names of the tensor and state files :func:`save_checkpoint` writes (and may remove again)."""
 META_FILE = "checkpoint.json"
+TEXT_ENCODER_DIR = "text-encoder"
+"""Folder of a checkpoint with the text encoder's config and tokenizer (its weights are in the
+tensor files); ``model_overrides["text_encoder"]`` names it, relative to the checkpoint."""
 
 
 class CheckpointError(HnfError):
@@ -165,6 +168,13 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tag = f"e{meta.epoch:04d}-s{meta.step:08d}"
+    text = getattr(model, "text", None)
+    if text is not None and hasattr(text, "save_definition"):  # the checkpoint carries its text encoder
+        if not (directory / TEXT_ENCODER_DIR / "config.json").is_file():
+            from hnf.text.mlm import save_atomic_dir
+
+            save_atomic_dir(directory / TEXT_ENCODER_DIR, text.save_definition)  # never half-written
+        meta.model_overrides = {**meta.model_overrides, "text_encoder": TEXT_ENCODER_DIR}
     state = model.state_dict()
     frozen = {name: param for name, param in model.named_parameters() if not param.requires_grad}
     weights = {k: v.detach().cpu().contiguous() for k, v in state.items()
@@ -240,6 +250,9 @@ def _read_weights(directory: Path, meta: CheckpointMeta) -> dict[str, torch.Tens
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
     """Rebuild the model of a checkpoint and load its weights; errors name the file and problem."""
     directory, meta = read_meta(path)
+    overrides = dict(meta.model_overrides)
+    if overrides.get("text_encoder") == TEXT_ENCODER_DIR:
+        overrides["text_encoder"] = str(directory / TEXT_ENCODER_DIR)
     try:
         model = build_classifier(
             meta.model,
@@ -249,7 +262,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             class_names=meta.classes,
             load_descriptions=False,
             load_weights_now=False,  # the checkpoint holds every weight, pretrained ones included
-            **meta.model_overrides,
+            **overrides,
         )
     except HnfError as err:
         raise CheckpointError(f"{directory}: cannot rebuild model {meta.model!r} ({err})") from None
