@@ -2,7 +2,8 @@
 
 For each ``LABEL=CV_DIR``: mean +- std over folds of top-1 and macro-F1, as given and with the
 test-time views the runs averaged, train seconds per fold and peak memory; each fold's
-``metrics.json`` and the run's ``report.md`` and ``folds.json`` are copied to ``--keep/LABEL/``.
+``metrics.json`` and the run's ``report.md`` are copied to ``--keep/LABEL/`` (its ``folds.json`` is
+recorded by SHA-256 in the summary: the runs share one saved folds file).
 Folds not finished yet are left out and counted. Writes ``--json`` and prints a Markdown table.
 
 Usage: ``python bench/pretrained_summary.py --keep bench/results/pretrained/uhcs_cv5 \
@@ -12,6 +13,7 @@ Usage: ``python bench/pretrained_summary.py --keep bench/results/pretrained/uhcs
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -30,13 +32,14 @@ def summarise(label: str, cv_dir: Path, keep: Path | None) -> dict:
         target.mkdir(parents=True, exist_ok=True)
         for path in folds:
             shutil.copyfile(path, target / f"{path.parent.name}.metrics.json")
-        for name in ("report.md", "folds.json"):
-            if (cv_dir / name).is_file():
-                shutil.copyfile(cv_dir / name, target / name)
+        if (cv_dir / "report.md").is_file():
+            shutil.copyfile(cv_dir / "report.md", target / "report.md")
     if not rows:
         return {"label": label, "folds": 0}
+    folds_file = cv_dir / "folds.json"
     summary = {"label": label, "folds": len(rows), "model": rows[0].get("model"),
-               "tta_views": rows[0].get("tta_views", 1)}
+               "tta_views": rows[0].get("tta_views", 1),
+               "folds_sha256": hashlib.sha256(folds_file.read_bytes()).hexdigest() if folds_file.is_file() else None}
     for key in ("identity_top1", "identity_macro_f1", "top1", "macro_f1", "train_seconds"):
         values = [r.get(key, r.get(key.removeprefix("identity_"))) for r in rows]
         summary[key] = _stats([float(v) for v in values])
