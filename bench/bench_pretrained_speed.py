@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from timing import interleaved_medians  # bench/timing.py, beside this script
 
 MODELS = ("hnf_lite0", "hnf_llm_lite0", "efficientnet_lite0", "resnet18", "hnf_small")
 REFERENCE = "resnet18"
@@ -55,21 +55,11 @@ def measure(name: str, precision: str, batch: int, img_size: int, steps: int, th
             model(x)
 
     model.train()
-    train = _median_seconds(train_step, steps)
+    train = interleaved_medians({"train": train_step}, rounds=steps, warmup=1)["train"]
     model.eval()
-    inference = _median_seconds(infer, steps)
+    inference = interleaved_medians({"infer": infer}, rounds=steps, warmup=1)["infer"]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"train_images_per_s": batch / train, "infer_images_per_s": batch / inference, "peak_rss_mib": peak_mib}
-
-
-def _median_seconds(run, steps: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

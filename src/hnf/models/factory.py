@@ -40,7 +40,8 @@ def pretrained_architecture(name: str, overrides: dict[str, Any]) -> str | None:
     """The timm architecture whose pretrained weights model ``name`` with ``overrides`` starts from
     (its normalisation is the input's), or None for a model trained from scratch."""
     if name in list_models():
-        cfg = get_config(name, **{k: v for k, v in overrides.items() if k in type(get_config(name)).field_names()})
+        cfg = get_config(name)
+        cfg = get_config(name, **{k: v for k, v in overrides.items() if k in type(cfg).field_names()})
         return cfg.trunk if cfg.trunk is not None and cfg.trunk_weights not in NO_WEIGHTS else None
     weights = _timm_weights(overrides)
     return timm_architecture(name, weights) if weights not in NO_WEIGHTS else None
@@ -98,7 +99,7 @@ def build_classifier(
     if weights not in NO_WEIGHTS:
         if load_weights_now:
             classifier = model.pretrained_cfg.get("classifier", "classifier")
-            load_weights(model, architecture, weights, in_chans, allowed_missing=(classifier,), num_classes=1000)
+            load_weights(model, architecture, weights, in_chans, allowed_missing=(classifier,))
         model.pretrained_trunk = True  # type: ignore[assignment]
     return model
 

@@ -89,13 +89,13 @@ def fold_input_channels(state: dict[str, torch.Tensor], first_conv: str, in_chan
 
 
 def load_weights(model: nn.Module, architecture: str, weights: str, in_chans: int,
-                 allowed_missing: tuple[str, ...] = (), **create_kwargs: object) -> None:
+                 allowed_missing: tuple[str, ...] = ()) -> None:
     """Load the weight source ``weights`` (see the module docstring) into ``model``, a timm model of
     ``architecture`` built with ``in_chans`` input channels (a features-only model included).
 
     Tensors the model does not have (a classifier on a features-only model) are dropped; of the
     model's own, only names starting with one of ``allowed_missing`` (a new classifier) may go
-    without a pretrained value. ``create_kwargs`` are how ``model`` was built (for the timm routes).
+    without a pretrained value.
 
     Raises:
         WeightsError: the source cannot be read, or its tensors do not fit the model.
@@ -107,7 +107,7 @@ def load_weights(model: nn.Module, architecture: str, weights: str, in_chans: in
             raise WeightsError(f"{LITE0_WHEEL} holds weights of {LITE0_TIMM}, not of {architecture!r}")
         state: dict[str, torch.Tensor] = lite0_wheel_state_dict()
     else:
-        state = _timm_pretrained_state(architecture, weights, in_chans, **create_kwargs)
+        state = _timm_pretrained_state(architecture, weights)
     state = fold_input_channels(state, _first_conv(model), in_chans)
     own = model.state_dict()
     kept = {k: v for k, v in state.items() if k in own}
@@ -133,8 +133,9 @@ def _first_conv(model: nn.Module) -> str:
     return next(name for name, module in model.named_modules() if isinstance(module, nn.Conv2d))
 
 
-def _timm_pretrained_state(architecture: str, weights: str, in_chans: int, **create_kwargs: object) -> dict[str, torch.Tensor]:
-    """A full RGB model's pretrained state from the hub (``"hub"``) or a local file, by timm."""
+def _timm_pretrained_state(architecture: str, weights: str) -> dict[str, torch.Tensor]:
+    """A full RGB model's pretrained state (its own classifier included) from the hub (``"hub"``)
+    or a local file, by timm."""
     import timm
 
     overlay: dict[str, object] = {}
@@ -145,8 +146,7 @@ def _timm_pretrained_state(architecture: str, weights: str, in_chans: int, **cre
                                f"file of {architecture} in timm's naming, 'hub', or '{LITE0_WHEEL}')")
         overlay = {"file": str(path), "url": "", "hf_hub_id": ""}
     try:
-        reference = timm.create_model(architecture, pretrained=True, pretrained_cfg_overlay=overlay or None,
-                                      num_classes=create_kwargs.get("num_classes", 1000) or 1000)
+        reference = timm.create_model(architecture, pretrained=True, pretrained_cfg_overlay=overlay or None)
     except (RuntimeError, OSError, ValueError) as err:
         where = f"file {weights}" if overlay else "the Hugging Face hub (unreachable offline: HF_HUB_OFFLINE)"
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__

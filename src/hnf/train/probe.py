@@ -18,7 +18,8 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,10 +32,14 @@ from hnf.data.torch_dataset import MicrographDataset
 from hnf.data.transforms import build_eval_transform
 from hnf.errors import HnfError
 from hnf.models.factory import build_classifier
+from hnf.train.config import TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, save_checkpoint
 from hnf.train.data import prepare_run_data
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.evaluate import plot_confusion, predict_loader, score_predictions
+
+if TYPE_CHECKING:
+    from hnf.train.loop import RunResult
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -77,10 +82,10 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     return weight, bias, record
 
 
-def fit_linear_probe(config: Any, say: Any = print) -> Any:
+def fit_linear_probe(config: TrainConfig, say: Callable[..., None] = print) -> RunResult:
     """Fit the probe of a pretrained timm model as configured (a :class:`~hnf.train.loop.TrainConfig`
     with ``linear_probe=True``) and write a run folder like :func:`~hnf.train.loop.train` does."""
-    from hnf.train.loop import RunResult, resolve_normalisation
+    from hnf.train.loop import RunResult, resolve_normalisation  # here: loop imports this module
 
     run_dir = Path(config.out)
     saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
