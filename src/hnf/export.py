@@ -8,16 +8,11 @@ checkpoint's. Class names and preprocessing travel in the ONNX metadata (``hnf.c
 How the HNF model is exported (torch 2.14): the TorchScript-based exporter
 (``torch.onnx.export(..., dynamo=False)``) traces one forward pass at opset 17. The torch.export
 based exporter (``dynamo=True``) needs the ``onnxscript`` package, which hnf does not depend on.
-Two functions of the model do not trace faithfully and are replaced, only while tracing and only
-in the modules that call them, by equivalents that compute the same values:
-
-* ``F.adaptive_avg_pool2d`` in the cross-scale exchange: its output grid comes from the input's
-  shape, which the tracer records as a dynamic value, and the exporter refuses adaptive pooling
-  to a non-constant size. The replacement multiplies by constant pooling matrices
-  (``P_h X P_w^T``, the same windows ``floor(i H / h)`` to ``ceil((i + 1) H / h)``).
-* ``knn_graph`` of the graph expert: it masks the diagonal and scatters the k-NN edges in place
-  on views, which the exporter drops (the graph would keep self-loops; logits then differ by
-  1e-2). The replacement is out of place (``torch.where`` with an identity mask, ``scatter``).
+The model's own code traces faithfully: the cross-scale exchange pools with constant pooling
+matrices while it is traced (:func:`hnf.models.pooling.area_pool`; the exporter refuses adaptive
+pooling onto a grid that does not divide the input's), and the graph expert's k-NN graph is built
+without in-place writes (:func:`hnf.models.graph.knn_graph`; the exporter drops in-place writes to
+views, and the graph would keep its self-loops).
 
 The fixed-step ODE solvers of :mod:`hnf.models.ode` (rk4, Euler, midpoint) unroll into plain
 operations and top-k becomes ONNX ``TopK``; the adjoint method is only for training and does not
@@ -36,8 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -46,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from hnf import __version__
 from hnf.atomic import atomic_write_text
@@ -54,62 +46,10 @@ from hnf.errors import HnfError
 from hnf.train.checkpoint import CheckpointMeta, load_checkpoint
 
 OPSET = 17
-_PATCH_LOCK = threading.Lock()
 
 
 class ExportError(HnfError):
     """The model could not be exported or the exported file does not match PyTorch."""
-
-
-def _pool_matrix(n_in: int, n_out: int, dtype: torch.dtype) -> Tensor:
-    matrix = torch.zeros(n_out, n_in)
-    for i in range(n_out):
-        start, end = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
-        matrix[i, start:end] = 1.0 / (end - start)
-    return matrix.to(dtype)
-
-
-def adaptive_avg_pool2d_static(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
-    """``F.adaptive_avg_pool2d`` as two products with constant pooling matrices."""
-    if isinstance(output_size, int):
-        output_size = (output_size, output_size)
-    rows, cols = (int(v) for v in output_size)
-    left = _pool_matrix(int(x.shape[-2]), rows, x.dtype)
-    right = _pool_matrix(int(x.shape[-1]), cols, x.dtype)
-    return left @ x @ right.T
-
-
-@torch.no_grad()
-def knn_graph_out_of_place(x: Tensor, k: int) -> Tensor:
-    """:func:`hnf.models.graph.knn_graph` without in-place writes (same values)."""
-    batch, n, _ = x.shape
-    k = min(k, n - 1)
-    if k <= 0:
-        return x.new_zeros(batch, n, n, dtype=torch.float32)
-    unit = F.normalize(x.float(), dim=-1)
-    sim = unit @ unit.transpose(1, 2)
-    eye = torch.eye(n, dtype=torch.float32, device=x.device) > 0.5
-    sim = torch.where(eye, torch.full_like(sim, float("-inf")), sim)
-    adj = torch.zeros_like(sim).scatter(-1, sim.topk(k, dim=-1).indices, 1.0)
-    return torch.maximum(adj, adj.transpose(1, 2))
-
-
-@contextlib.contextmanager
-def export_friendly() -> Iterator[None]:
-    """Swap in the traceable equivalents of the module docstring, and restore them afterwards."""
-    from hnf.models import graph, layer
-
-    with _PATCH_LOCK:
-        functional = types.SimpleNamespace(
-            **{name: getattr(F, name) for name in dir(F) if not name.startswith("__")}
-        )
-        functional.adaptive_avg_pool2d = adaptive_avg_pool2d_static
-        saved = (layer.F, graph.knn_graph)
-        layer.F, graph.knn_graph = functional, knn_graph_out_of_place
-        try:
-            yield
-        finally:
-            layer.F, graph.knn_graph = saved
 
 
 @contextlib.contextmanager
@@ -193,7 +133,7 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
     try:
         with torch.no_grad():
             wrapper(example)  # fills eval-time caches (text features) before tracing
-        with export_friendly(), frozen_text_features(model), without_extra_state(model), \
+        with frozen_text_features(model), without_extra_state(model), \
                 warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(

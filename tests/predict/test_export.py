@@ -16,24 +16,61 @@ from hnf.cli import app
 from hnf.cli.predict_commands import synthetic_batch
 from hnf.data.synth.writer import synth_image
 from hnf.explain import explain_batch
-from hnf.export import (adaptive_avg_pool2d_static, compare_with_torch, export_model, knn_graph_out_of_place,
-                        onnx_logits)
+from hnf.export import compare_with_torch, export_model, onnx_logits
 from hnf.models.factory import build_classifier
 from hnf.models.graph import knn_graph
+from hnf.models.pooling import area_pool, area_pool_matrices
 from hnf.predict import Predictor, prepare_grey
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing
 
 runner = CliRunner()
 
 
-def test_traceable_replacements_compute_the_same_values() -> None:
+def _knn_graph_in_place(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-NN graph written with in-place writes on views (the reference values)."""
+    batch, n, _ = x.shape
+    k = min(k, n - 1)
+    adj = x.new_zeros(batch, n, n, dtype=torch.float32)
+    if k <= 0:
+        return adj
+    unit = F.normalize(x.float(), dim=-1)
+    sim = unit @ unit.transpose(1, 2)
+    sim.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+    adj.scatter_(-1, sim.topk(k, dim=-1).indices, 1.0)
+    return torch.maximum(adj, adj.transpose(1, 2))
+
+
+class _Traced(torch.nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _onnx_of(fn, x: torch.Tensor, path: Path) -> np.ndarray:
+    """``fn(x)`` exported to ONNX as the model export traces it, run by onnxruntime."""
+    with torch.no_grad():
+        torch.onnx.export(_Traced(fn), (x,), str(path), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["logits"])
+    return onnx_logits(path, x.numpy())
+
+
+def test_traceable_model_functions_compute_the_same_values(tmp_path: Path) -> None:
     torch.manual_seed(0)
     for size_in, size_out in [((14, 14), (8, 8)), ((8, 8), (7, 7)), ((9, 5), (4, 3))]:
         x = torch.randn(2, 3, *size_in)
-        torch.testing.assert_close(adaptive_avg_pool2d_static(x, size_out), F.adaptive_avg_pool2d(x, size_out))
+        torch.testing.assert_close(area_pool_matrices(x, size_out), F.adaptive_avg_pool2d(x, size_out))
+        assert torch.equal(area_pool(x, size_out), F.adaptive_avg_pool2d(x, size_out))  # eager: the kernel
+        exported = _onnx_of(lambda t, size=size_out: area_pool(t, size), x, tmp_path / "pool.onnx")
+        np.testing.assert_allclose(exported, F.adaptive_avg_pool2d(x, size_out).numpy(), atol=1e-6, rtol=1e-5)
     for n, k in [(49, 9), (64, 9), (4, 9), (1, 9)]:
         x = torch.randn(3, n, 16)
-        assert torch.equal(knn_graph_out_of_place(x, k), knn_graph(x, k))
+        assert torch.equal(knn_graph(x, k), _knn_graph_in_place(x, k))
+        if n > 1:  # the exported graph keeps the diagonal masked: no self-loops
+            exported = _onnx_of(lambda t, k=k: knn_graph(t, k), x, tmp_path / "knn.onnx")
+            assert np.array_equal(exported, knn_graph(x, k).numpy())
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,21 @@ def knn_graph(x: Tensor, k: int) -> Tensor:
     Node i gets edges to the ``min(k, N - 1)`` nodes j != i of highest cos(x_i, x_j); the graph is
     then symmetrised, A = max(A, A^T), so a node may have more than k neighbours. No self-loops.
     Computed in float32 without gradient (the graph is structure, not a learned function).
+
+    Written without in-place writes (the diagonal is masked with ``torch.where``, the edges are
+    placed with an out-of-place ``scatter``), so that tracing for ONNX records every step: the
+    exporter drops in-place writes to views, which would leave the self-loops in the graph.
     """
     batch, n, _ = x.shape
     k = min(k, n - 1)
-    adj = x.new_zeros(batch, n, n, dtype=torch.float32)
     if k <= 0:
-        return adj
+        return x.new_zeros(batch, n, n, dtype=torch.float32)
     with torch.autocast(x.device.type, enabled=False):
         unit = F.normalize(x.float(), dim=-1)
         sim = unit @ unit.transpose(1, 2)
-    sim.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
-    adj.scatter_(-1, sim.topk(k, dim=-1).indices, 1.0)
+    self_pairs = torch.eye(n, device=x.device) > 0.5  # onnxruntime has no boolean EyeLike
+    sim = torch.where(self_pairs, torch.full_like(sim, float("-inf")), sim)
+    adj = torch.zeros_like(sim).scatter(-1, sim.topk(k, dim=-1).indices, 1.0)
     return torch.maximum(adj, adj.transpose(1, 2))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
@@ -14,6 +13,7 @@ from hnf.models.gate import ExpertGate
 from hnf.models.graph import GraphExpert
 from hnf.models.ode import BiODE
 from hnf.models.patch_embed import ConvStem, PatchEmbed
+from hnf.models.pooling import area_pool
 from hnf.models.trunk import FeatureTokens
 
 
@@ -52,7 +52,7 @@ class CrossScale(nn.Module):
     def forward(self, x: Tensor, grid: tuple[int, int], prev: Tensor,
                 prev_grid: tuple[int, int]) -> Tensor:
         prev = self.norm(prev).transpose(1, 2).reshape(prev.shape[0], -1, *prev_grid)
-        pooled = F.adaptive_avg_pool2d(prev, grid).flatten(2).transpose(1, 2)
+        pooled = area_pool(prev, grid).flatten(2).transpose(1, 2)
         return x + self.proj(pooled)
 
 
