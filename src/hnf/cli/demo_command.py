@@ -61,13 +61,6 @@ def band_agreement(report: InspectionReport, labels_csv: Path) -> tuple[int, int
     return found, banded, flagged, clean
 
 
-def _scales_for(img_size: int) -> list[int]:
-    """The design's patch sizes that divide ``img_size`` ((16, 28) at 112 px: the demo's fast setting)."""
-    from hnf.models.config import DESIGN_SCALES
-
-    return [p for p in DESIGN_SCALES if img_size % p == 0]
-
-
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data, the run and the report.")] = Path("hnf-demo"),
     per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
@@ -88,6 +81,7 @@ def demo(
     from hnf.data.inspect import inspect_dataset, save_report, write_contact_sheet
     from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
 
+    from hnf.models.config import scales_for_image
     from hnf.models.registry import get_config, list_models
     from hnf.train.loop import train
 
@@ -111,7 +105,7 @@ def demo(
 
     overrides: dict = {"ode_method": ode_method}
     if model not in list_models() or get_config(model).trunk is None:  # a trunk's scales are its feature strides, kept as registered
-        overrides["scales"] = _scales_for(img_size)
+        overrides["scales"] = list(scales_for_image(img_size, keep="patches"))  # (16, 28) at 112 px, as measured
     if model.startswith("hnf_llm"):
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
     budget = None if epochs else minutes * 60 - (time.perf_counter() - start) - EVALUATION_RESERVE_S

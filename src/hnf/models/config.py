@@ -146,30 +146,48 @@ class HNFConfig:
         return tuple(f.name for f in fields(cls))
 
 
-def scales_for_image(img_size: int, stem: str = "patch") -> tuple[int, ...]:
-    r"""Patch sizes that give an ``img_size`` image the design's token grids.
+SCALE_RULES = ("grids", "patches")
+"""How :func:`scales_for_image` carries the design's patch sizes to another image size."""
 
-    DESIGN.md 2.1 sets the patch sizes :data:`DESIGN_SCALES` for 224x224 images, i.e. the token
-    grids 14x14, 8x8 and 7x7. At another size each patch size P becomes
 
-    .. math::
-        P' = P \cdot \frac{\text{img\_size}}{224},
+def scales_for_image(img_size: int, stem: str = "patch", keep: str = "grids") -> tuple[int, ...]:
+    r"""Patch sizes for an ``img_size`` image, from the design's :data:`DESIGN_SCALES`.
 
-    kept when it is a whole number (and, for the conv stem, a multiple of its stride 4). At 112 px
-    that is (8, 14, 16), or (8, 16) with the conv stem: the same 14x14 and 7x7 grids as at 224.
-    Keeping the design's patch sizes instead, (16, 28) at 112 px, leaves grids of 7x7 and 4x4.
+    DESIGN.md 2.1 sets the patch sizes (16, 28, 32) for 224x224 images, i.e. the token grids
+    14x14, 8x8 and 7x7. ``keep`` says what carries over to another size:
+
+    * ``"grids"`` (the design's token grids): each patch size P becomes
+
+      .. math::
+          P' = P \cdot \frac{\text{img\_size}}{224},
+
+      kept when it is a whole number. At 112 px that is (8, 14, 16): the same 14x14, 8x8 and 7x7
+      grids as at 224.
+    * ``"patches"`` (the design's patch sizes): each P is kept when it divides ``img_size``.
+      At 112 px that is (16, 28), grids of 7x7 and 4x4: the cheaper setting ``hnf demo`` trains
+      with (its numbers in BENCHMARKS.md are measured so).
+
+    Either way a size is kept only once and, for the conv stem, only as a multiple of its stride 4
+    (at 112 px the grid rule then gives (8, 16)). At 224 px both rules give (16, 28, 32).
 
     Raises:
-        ConfigError: when no design patch size scales to a whole number for ``img_size``.
+        ConfigError: for an unknown ``keep``, or when no design patch size carries over to
+            ``img_size``.
     """
+    if keep not in SCALE_RULES:
+        raise ConfigError(f"keep must be one of {', '.join(SCALE_RULES)}, got {keep!r}")
     divisor = CONV_STEM_STRIDE if stem == "conv" else 1
     kept = []
     for patch in DESIGN_SCALES:
-        scaled, remainder = divmod(patch * img_size, DESIGN_IMG_SIZE)
+        if keep == "grids":
+            scaled, remainder = divmod(patch * img_size, DESIGN_IMG_SIZE)
+        else:
+            scaled, remainder = patch, img_size % patch
         if not remainder and scaled % divisor == 0 and scaled not in kept:
             kept.append(scaled)
     if not kept:
-        raise ConfigError(f"no patch size of the design {DESIGN_SCALES} scales to a whole number "
-                          f"{f'divisible by {divisor} ' if divisor > 1 else ''}at img_size {img_size}; "
+        carried = (f"scales to a whole number {f'divisible by {divisor} ' if divisor > 1 else ''}at"
+                   if keep == "grids" else "divides")
+        raise ConfigError(f"no patch size of the design {DESIGN_SCALES} {carried} img_size {img_size}; "
                           f"set scales by hand")
     return tuple(kept)
