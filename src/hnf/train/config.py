@@ -16,7 +16,13 @@ TRUNK_BN = ("train", "frozen")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run; saved as ``run_dir/config.json``."""
+    """Everything that defines a run; saved as ``run_dir/config.json``.
+
+    ``resize`` (the short side images are resized to before the ``img_size`` crop) is derived
+    here when not given: ``resize_for(img_size)``, i.e. ``round(img_size * 8 / 7)`` (128 for 112
+    px), and saved as that number. ``dataclasses.replace`` passes the saved number on, so a copy
+    with another ``img_size`` is made with ``resize=None`` to derive it again.
+    """
 
     data: str
     out: str = "runs/run"
