@@ -9,9 +9,9 @@
 # convnext_atto, vit_tiny_patch16_224, from scratch). The HNF models use the real-data recipe:
 # the conv stem and the patch sizes that keep the design's token grids at IMG_SIZE
 # (hnf.models.scales_for_image: (8, 16) at 112, i.e. 14x14 and 7x7 tokens). HNF_STEM=patch
-# HNF_SCALES=[16,28] gives the tables before 2026-11-27's seventh session. 224 is the paper's
-# setting (use a GPU: bench/gpu/session.sh), but it enlarges neu-surface's 200 px images, where
-# resnet18 then lost 11 points and hnf_llm_small 15-23 (BENCHMARKS.md). Runs are sequential (the two cores of this machine
+# HNF_SCALES=[16,28] trains the design's raw patch embedding instead. 224 is the paper's
+# setting (use a GPU: bench/gpu/session.sh), but it enlarges neu-surface's 200 px images, which
+# costs every model 11-16 points (BENCHMARKS.md, "neu-surface"). Runs are sequential (the two cores of this machine
 # are one job's worth) and each reuses a finished run, so an interrupted table resumes where it
 # stopped. Prints the Markdown table of OUT at the end.
 set -euo pipefail

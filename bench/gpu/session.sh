@@ -58,7 +58,7 @@ case $what in
 compile)
   # Smoke: the whole train path (text encoder, conv stem at the design scales, TTA) on CUDA.
   hnf data synth --out /tmp/smoke --per-class 12 --size 128 --seed 0 >/dev/null || exit 1
-  # --compile: the ODE no longer breaks the graph (our own solver since the ninth session).
+  # --compile: hnf's fixed-step ODE solvers trace without a graph break.
   hnf train --data /tmp/smoke --model hnf_llm_small --epochs 1 --img-size 224 --tta-views 8 --compile \
     --set stem=conv --set "scales=[16,28,32]" --device ${DEVICE:-cuda} --out /tmp/smoke_run 2>&1 | tail -n 4
   timeout "${COMPILE_SECONDS:-300}" python3 bench/gpu_throughput.py --modes eager compiled --steps 100 --warmup 20 \

@@ -14,8 +14,7 @@ then both scale to [0, 1] and normalise, by default per image (``"per_image"``):
     x' = (x - mean(x)) / (std(x) + 1e-6)        (mean and std over the image's pixels)
 
 which makes the input independent of the microscope's brightness and contrast settings (an
-operator's choice, not a property of the material); on the synthetic micrographs it lifted
-hnf_small from 37.7% to 63.7% held-out top-1 after 8 epochs (BENCHMARKS.md). ``"fixed"`` is the
+operator's choice, not a property of the material). ``"fixed"`` is the
 protocol of DESIGN.md section 4, ``x' = (x - 0.5) / 0.25``, or with a pretrained network its own
 grey mean and std (:func:`hnf.models.pretrained.grey_normalisation`); checkpoints record which.
 """

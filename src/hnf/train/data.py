@@ -94,8 +94,8 @@ def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> st
     """A warning when resizing the images to a short side of ``resize`` before the ``img_size``
     crop enlarges most of them, else None.
 
-    Enlarging adds no detail and, measured on neu-surface (200 px images; BENCHMARKS.md), cost
-    resnet18 11 to 16 points of top-1 at 192-224 px against 98.6% at 112 px. The suggestion is
+    Enlarging adds no detail and costs accuracy (neu-surface's 200 px images, BENCHMARKS.md,
+    "neu-surface"). The suggestion is
     the largest size at which every design patch size scales to whole pixels (a multiple of 56)
     and whose ``resize_for`` needs no enlarging.
     """
