@@ -145,3 +145,16 @@ def test_brightness_contrast_jitter_only_where_normalisation_keeps_it() -> None:
     assert torch.allclose(normalise(jitter(image)), normalise(image), atol=1e-4)  # undone per image
     kinds = {n: [type(t).__name__ for t in build_train_transform(64, n).transforms] for n in ("per_image", "fixed")}
     assert "ColorJitter" in kinds["fixed"] and "ColorJitter" not in kinds["per_image"]
+
+
+def test_an_elongated_image_is_centre_cropped_to_the_aspect_limit_before_resizing() -> None:
+    from hnf.data.torch_dataset import MAX_ASPECT, centre_crop_aspect
+
+    strip = np.zeros((10, 1000), np.float32)
+    strip[:, 480:520] = 1.0  # the centre survives the crop
+    assert centre_crop_aspect(strip).shape == (10, int(MAX_ASPECT * 10))
+    resized = resize_short_side(strip, 256)
+    assert resized.shape == (1, 256, int(MAX_ASPECT * 256))  # not (1, 256, 25600)
+    assert resized[0, :, resized.shape[2] // 2].min() == 255
+    tall = np.zeros((900, 300), np.float32)
+    assert centre_crop_aspect(tall).shape == (900, 300)  # 3:1 is kept whole

@@ -160,3 +160,45 @@ def test_reading_a_multi_frame_tiff_many_times_leaves_no_file_open(tmp_path) -> 
     assert len(os.listdir("/proc/self/fd")) <= before
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # closed, not left to the collector
     assert grey.shape == (40, 50)
+
+
+def test_percentile_scale_matches_float64_reference_in_float32(rng) -> None:
+    values = rng.integers(0, 65535, size=(60, 70)).astype(np.uint16)
+    low, high = np.percentile(values.astype(np.float64), [0.5, 99.5])
+    reference = np.clip((values.astype(np.float64) - low) / (high - low), 0, 1)
+    scaled = percentile_scale(values)
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, reference, atol=1e-6)
+
+
+def test_percentile_scale_makes_no_float64_copy_of_a_large_image(rng) -> None:
+    import tracemalloc
+
+    values = rng.integers(0, 65535, size=(2000, 2000)).astype(np.uint16)  # 4 M pixels
+    tracemalloc.start()
+    percentile_scale(values)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # the float32 result and one float32 sample for the percentiles: 8 bytes a pixel; a float64
+    # pipeline needs three to four times that
+    assert peak < 10 * values.size, peak
+
+
+def test_percentiles_of_a_strided_sample_above_the_sample_size(monkeypatch, rng) -> None:
+    from hnf.data import reading
+
+    values = rng.normal(size=(300, 300)).astype(np.float32)
+    exact = percentile_scale(values)
+    monkeypatch.setattr(reading, "PERCENTILE_SAMPLE", 9_000)
+    approximate = reading.percentile_scale(values)
+    assert np.abs(approximate - exact).max() < 0.02
+
+
+def test_a_strip_too_narrow_to_classify_is_refused(tmp_path: Path) -> None:
+    Image.new("L", (10000, 1), 128).save(tmp_path / "strip.png")
+    with pytest.raises(ImageReadError) as err:
+        read_micrograph(tmp_path / "strip.png")
+    assert str(err.value) == (
+        f"{tmp_path / 'strip.png'}: 10000x1 pixels is too small to classify "
+        "(the short side must be at least 8 pixels)"
+    )

@@ -3,8 +3,11 @@
 Every PIL mode is accepted. 8-bit data (L, RGB, P, CMYK, ...) is converted to luminance and divided
 by 255. Integer and float data of higher depth (I;16 variants, I, F) is scaled robustly:
 ``x' = clip((x - q_0.5) / (q_99.5 - q_0.5), 0, 1)`` with the 0.5th and 99.5th percentiles, so a few
-hot pixels do not flatten the image. Multi-page TIFFs give their first page; EXIF orientation is
-applied. Anything else ends in :class:`~hnf.errors.ImageReadError` naming the file and the reason.
+hot pixels do not flatten the image. The arithmetic is float32 (never a float64 copy of a large
+image), and above :data:`PERCENTILE_SAMPLE` pixels the percentiles are those of an evenly strided
+sample of that many pixels. Multi-page TIFFs give their first page; EXIF orientation is applied.
+An image whose short side is below :data:`MIN_SIDE` pixels is refused (nothing to classify).
+Anything else ends in :class:`~hnf.errors.ImageReadError` naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".
 MAX_PIXELS = 100_000_000
 """Largest pixel count decoded (about 10,000 x 10,000); larger images are refused as possible
 decompression bombs."""
+MIN_SIDE = 8
+"""Smallest short side, in pixels, of an image that is classified (a 1x10,000 strip is not a
+micrograph, and enlarging it to the model's size would cost memory for nothing)."""
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
+PERCENTILE_SAMPLE = 4_000_000
+"""Pixels the robust scaling's percentiles are computed from, at most (an even stride)."""
 _EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
@@ -33,12 +41,18 @@ def is_image_path(path: Path) -> bool:
 
 
 def percentile_scale(values: np.ndarray) -> np.ndarray:
-    """Scale an array to [0, 1] between its 0.5th and 99.5th percentiles (NaN/inf become 0)."""
-    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    """Scale an array to [0, 1] between its 0.5th and 99.5th percentiles (NaN/inf become 0), in
+    float32: ``clip((x - q_lo) / (q_hi - q_lo), 0, 1)``. Percentiles of at most
+    :data:`PERCENTILE_SAMPLE` pixels (an even stride through the image) bound the sort's memory."""
+    values = np.nan_to_num(np.array(values, dtype=np.float32), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    flat = values.reshape(-1)
+    sample = flat[:: -(-flat.size // PERCENTILE_SAMPLE)] if flat.size > PERCENTILE_SAMPLE else flat
+    low, high = (float(q) for q in np.percentile(sample, [LOW_PERCENTILE, HIGH_PERCENTILE]))
     if high <= low:
         return np.zeros(values.shape, dtype=np.float32)
-    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    values -= np.float32(low)
+    values *= np.float32(1.0 / (high - low))
+    return np.clip(values, 0.0, 1.0, out=values)
 
 
 def pil_to_grey(image: Image.Image) -> np.ndarray:
@@ -118,5 +132,9 @@ def read_micrograph(path: str | Path, crop_band: bool = True) -> Micrograph:
     """Read a file, find its information band and (when ``crop_band``) keep the rows above it."""
     grey, mode = read_grey(path)
     height, width = grey.shape
+    if min(height, width) < MIN_SIDE:
+        raise ImageReadError(
+            path, f"{width}x{height} pixels is too small to classify (the short side must be at least {MIN_SIDE} pixels)"
+        )
     band = detect_band(grey) if crop_band else None
     return Micrograph(crop_above_band(grey, band), width, height, mode, band)

@@ -17,8 +17,30 @@ from hnf.data.reading import read_micrograph
 from hnf.data.transforms import RESIZE
 
 
+MAX_ASPECT = 4.0
+"""Longest side kept, as a multiple of the short side, before resizing: an elongated image is
+centre-cropped to this aspect ratio first, so the resized image has at most
+``size * size * MAX_ASPECT`` pixels whatever the file's shape (the evaluation's centre crop lies
+well inside the kept part)."""
+
+
+def centre_crop_aspect(grey: np.ndarray, max_aspect: float = MAX_ASPECT) -> np.ndarray:
+    """The centre ``short x min(long, floor(max_aspect * short))`` part of an HxW image (a view)."""
+    height, width = grey.shape
+    limit = int(max_aspect * min(height, width))
+    if height > limit:
+        top = (height - limit) // 2
+        return grey[top : top + limit]
+    if width > limit:
+        left = (width - limit) // 2
+        return grey[:, left : left + limit]
+    return grey
+
+
 def resize_short_side(grey: np.ndarray, size: int) -> torch.Tensor:
-    """Float HxW in [0, 1] to a ``1xH'xW'`` uint8 tensor whose short side is ``size`` (antialiased)."""
+    """Float HxW in [0, 1] to a ``1xH'xW'`` uint8 tensor whose short side is ``size`` (antialiased),
+    after :func:`centre_crop_aspect`: ``H'`` and ``W'`` are at most ``MAX_ASPECT * size``."""
+    grey = centre_crop_aspect(grey)
     tensor = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))[None, None]
     height, width = grey.shape
     scale = size / min(height, width)
