@@ -63,3 +63,25 @@ def test_whole_dark_or_bright_images_are_not_bands() -> None:
     assert detect_band(np.ones((100, 100), np.float32)) is None
     with pytest.raises(ValueError, match="expected a 2-D grey image"):
         detect_band(np.zeros((3, 10, 10)))
+
+
+def test_row_blocks_give_the_same_band_as_the_whole_image(monkeypatch, rng: np.random.Generator) -> None:
+    from hnf.data import band as band_module
+
+    images = [burn_info_band(textured(rng, 160, 200), rng)[0] for _ in range(6)]
+    whole = [detect_band(image) for image in images]
+    assert any(found is not None for found in whole)
+    monkeypatch.setattr(band_module, "ROW_BLOCK_PIXELS", 7 * 200)  # blocks of 7 rows
+    assert [detect_band(image) for image in images] == whole
+
+
+def test_detecting_the_band_of_a_large_image_needs_little_memory(rng: np.random.Generator) -> None:
+    import tracemalloc
+
+    image = np.full((4000, 4000), 0.5, np.float32)  # 64 MB
+    image[::7] = rng.random(4000, dtype=np.float32)
+    tracemalloc.start()
+    detect_band(image)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 24e6, peak  # row blocks of 1 M pixels; the whole image at once needs > 100 MB

@@ -51,6 +51,10 @@ MIN_PRINTED_FLAT = 0.7
 INK_CONTRAST = 0.4
 MIN_INK = 0.01
 MAX_INK = 0.25
+ROW_BLOCK_PIXELS = 1 << 20
+"""Row statistics are computed over blocks of rows of about this many pixels, so their temporary
+arrays stay a few MB whatever the image's size (each row's statistics are its own: the result is
+the same as over the whole image at once)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,19 @@ def _band_rows(grey: np.ndarray) -> np.ndarray:
         flat_share = (np.abs(grey - level[:, None]) <= FLAT_TOLERANCE).mean(axis=1)
         is_band |= is_extreme_level & (flat_share >= MIN_FLAT) & (extreme_share >= MIN_EXTREME)
     return is_band
+
+
+def _row_statistics(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(is_band, row_median)`` per row, computed over blocks of rows of at most
+    :data:`ROW_BLOCK_PIXELS` pixels. Shapes: grey (H, W) -> (H,) bool, (H,) float."""
+    rows = max(1, ROW_BLOCK_PIXELS // max(1, grey.shape[1]))
+    is_band = np.empty(grey.shape[0], dtype=bool)
+    row_median = np.empty(grey.shape[0], dtype=np.float64)
+    for start in range(0, grey.shape[0], rows):
+        block = grey[start : start + rows]
+        is_band[start : start + rows] = _band_rows(block)
+        row_median[start : start + rows] = np.median(block, axis=1)
+    return is_band, row_median
 
 
 def _looks_printed(block: np.ndarray) -> bool:
@@ -116,8 +133,7 @@ def detect_band(grey: np.ndarray) -> Band | None:
     min_rows = max(MIN_HEIGHT_ROWS, int(np.ceil(MIN_HEIGHT_FRACTION * height)))
     if height < 4 * min_rows:
         return None
-    is_band = _band_rows(grey)
-    row_median = np.median(grey, axis=1)
+    is_band, row_median = _row_statistics(grey)
     edges = np.flatnonzero(np.abs(np.diff(row_median)) >= EDGE_JUMP) + 1
     best: Band | None = None
     for first, last in _runs(is_band, MAX_GAP):

@@ -60,7 +60,8 @@ def pil_to_grey(image: Image.Image) -> np.ndarray:
     if image.mode in _EIGHT_BIT_MODES:
         if image.mode in {"P", "PA"}:
             image = image.convert("RGBA")
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        grey = np.asarray(image.convert("L"), dtype=np.float32)  # a new array: scaled in place
+        return np.divide(grey, np.float32(255.0), out=grey)
     if image.mode.startswith("I") or image.mode == "F":
         return percentile_scale(np.asarray(image))
     raise ValueError(f"unsupported PIL mode {image.mode!r}")
