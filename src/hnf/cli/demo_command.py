@@ -32,9 +32,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hnf.atomic import atomic_write_bytes, atomic_write_json
+from hnf.cli.errors import reports_errors
 from hnf.cli.inspect_command import console, print_report
 from hnf.cli.train_commands import Precision, TtaViews
-from hnf.errors import HnfError
 from hnf.train.config import TrainConfig
 
 BAND_TOLERANCE_ROWS = 4
@@ -61,6 +61,7 @@ def band_agreement(report: InspectionReport, labels_csv: Path) -> tuple[int, int
     return found, banded, flagged, clean
 
 
+@reports_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data, the run and the report.")] = Path("hnf-demo"),
     per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
@@ -119,11 +120,7 @@ def demo(
     )
     if (out / "run").exists():
         shutil.rmtree(out / "run")
-    try:
-        result = train(config)
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    result = train(config)
     if result.interrupted:
         raise typer.Exit(130)
     for name in ("metrics.json", "confusion.png", "confusion.json", "curves.png", "metrics.jsonl"):

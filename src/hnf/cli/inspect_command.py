@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hnf.errors import HnfError
+from hnf.cli.errors import reports_errors
 
 console = Console()
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hnf.data.inspect import InspectionReport
 
 
+@reports_errors
 def inspect(
     source: Annotated[Path, typer.Argument(help="Dataset folder (one subfolder per class) or CSV manifest.")],
     json_path: Annotated[
@@ -36,20 +37,16 @@ def inspect(
 
     out = out or Path("hnf-inspect") / source.resolve().name.removesuffix(".csv")
     json_path = json_path or out / "report.json"
-    try:
-        with Progress(
-            TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
-        ) as progress:
-            task = progress.add_task("decode", total=None)
-            report = inspect_dataset(
-                source,
-                detect_bands=bands,
-                workers=workers or None,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    with Progress(
+        TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task("decode", total=None)
+        report = inspect_dataset(
+            source,
+            detect_bands=bands,
+            workers=workers or None,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
 
     print_report(report)
     save_report(report, json_path)

@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from hnf.cli.errors import reports_errors
+
 model_app = typer.Typer(no_args_is_help=True)
 
 
 @model_app.command("list")
+@reports_errors
 def list_command() -> None:
     """List the registered model names."""
     from hnf.models import list_models
@@ -20,6 +23,7 @@ def list_command() -> None:
 
 
 @model_app.command("info")
+@reports_errors
 def info_command(
     name: Annotated[str, typer.Argument(help="Registered model name, e.g. hnf_small.")],
     json_file: Annotated[
@@ -37,17 +41,12 @@ def info_command(
     from rich.table import Table
 
     from hnf.atomic import atomic_write_json
-    from hnf.errors import HnfError
     from hnf.models import create_model
     from hnf.models.info import model_report, throughput
 
     torch.set_num_threads(threads)
-    try:
-        model = create_model(name)
-        report = model_report(model, img_size)
-    except HnfError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    model = create_model(name)
+    report = model_report(model, img_size)
     table = Table(title=f"{name} at {img_size}x{img_size}, {model.cfg.in_chans} channel(s)")
     for column in ("component", "params", "MFLOPs", "share"):
         table.add_column(column, justify="left" if column == "component" else "right")

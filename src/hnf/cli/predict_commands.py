@@ -10,16 +10,12 @@ from typing import Annotated
 
 import typer
 
+from hnf.cli.errors import fail, reports_errors
 from hnf.cli.train_commands import TtaViews
 
 export_app = typer.Typer(no_args_is_help=True)
 
 _CHECKPOINT_HELP = "Checkpoint folder (RUN/checkpoint, or the run folder RUN itself) written by `hnf train`."
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def csv_text(rows: list[dict], top_k: int) -> str:
@@ -51,6 +47,7 @@ def _explain_name(path: str, used: set[str]) -> str:
     return name
 
 
+@reports_errors
 def predict_command(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     checkpoint: Annotated[Path, typer.Option(help=_CHECKPOINT_HELP)],
@@ -73,17 +70,13 @@ def predict_command(
     from rich.table import Table
 
     from hnf.atomic import atomic_write_bytes, atomic_write_text
-    from hnf.errors import HnfError
     from hnf.predict import Predictor, collect_inputs
 
     console = Console(stderr=True)
     torch.set_num_threads(threads)
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
-        raise _fail(f"--out {out}: the file name must end in .csv or .json")
-    try:
-        predictor = Predictor.from_checkpoint(checkpoint, device=device, views=tta_views)
-    except HnfError as err:
-        raise _fail(str(err)) from None
+        fail(f"--out {out}: the file name must end in .csv or .json")
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, views=tta_views)
     files, missing = collect_inputs(paths)
     rows = [p for p in missing]
     if explain is not None:
@@ -141,6 +134,7 @@ def predict_command(
 
 
 @export_app.command("onnx")
+@reports_errors
 def export_onnx_command(
     checkpoint: Annotated[Path, typer.Option(help=_CHECKPOINT_HELP)],
     out: Annotated[Path, typer.Option(help="The .onnx file to write.")] = Path("model.onnx"),
@@ -151,21 +145,17 @@ def export_onnx_command(
     """Export a checkpoint to ONNX (class names and preprocessing in its metadata); see docs/onnx.md."""
     import torch
 
-    from hnf.errors import HnfError
     from hnf.export import export_checkpoint
 
     torch.set_num_threads(threads)
-    try:
-        images = synthetic_batch(checkpoint) if check else None
-        report = export_checkpoint(checkpoint, out, opset, images)
-    except HnfError as err:
-        raise _fail(str(err)) from None
+    images = synthetic_batch(checkpoint) if check else None
+    report = export_checkpoint(checkpoint, out, opset, images)
     typer.echo(f"wrote {report.path} ({report.bytes / 1e6:.1f} MB): {report.model}, {len(report.classes)} classes, "
                f"input image [N, {report.in_chans}, {report.img_size}, {report.img_size}], output logits, opset {report.opset}")
     if report.max_abs_diff is not None:
         typer.echo(f"onnxruntime vs PyTorch on {len(images)} synthetic micrographs: max |logit diff| = {report.max_abs_diff:.2e}")
         if report.max_abs_diff > 1e-3:
-            raise _fail("the exported model's logits differ from PyTorch by more than 1e-3", 1)
+            fail("the exported model's logits differ from PyTorch by more than 1e-3", 1)
 
 
 def synthetic_batch(checkpoint: Path, count: int = 4, seed: int = 0):
@@ -181,6 +171,7 @@ def synthetic_batch(checkpoint: Path, count: int = 4, seed: int = 0):
     return torch.stack([prepare_grey(image, meta.preprocessing)[0] for image in images])
 
 
+@reports_errors
 def serve_command(
     checkpoint: Annotated[Path, typer.Option(help=_CHECKPOINT_HELP)],
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for the whole network).")] = "127.0.0.1",
@@ -194,13 +185,9 @@ def serve_command(
     """Serve a checkpoint: REST API (/v1/predict, /v1/classes, /v1/model, /healthz, /docs) and a web page at /."""
     import torch
 
-    from hnf.errors import HnfError
     from hnf.serve import ServeSettings, run_server
 
     torch.set_num_threads(threads)
     settings = ServeSettings(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
     typer.echo(f"hnf serve: http://{host}:{port}/ (API docs at /docs)", err=True)
-    try:
-        run_server(str(checkpoint), host, port, settings, device=device)
-    except HnfError as err:
-        raise _fail(str(err)) from None
+    run_server(str(checkpoint), host, port, settings, device=device)

@@ -10,10 +10,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hnf.cli.errors import reports_errors
 
 console = Console()
 
 
+@reports_errors
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Output folder (one subfolder per class, plus labels.csv).")],
     per_class: Annotated[int, typer.Option("--per-class", help="Images per class.")] = 200,

@@ -9,17 +9,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from hnf.cli.errors import reports_errors
 from hnf.errors import HnfError
 
 text_app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
 
 
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
+@reports_errors
 def describe(
     out: Path = typer.Option(..., "--out", "-o", help="Description file (JSON). Also the cache: existing entries are kept and not requested again."),
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated class names, e.g. Nanowires,Particles,Tips."),
@@ -46,37 +43,33 @@ def describe(
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if (classes is None) == (data is None):
-            raise HnfError("give exactly one of --classes A,B,... or --data DIR")
-        names = parse_classes(classes) if classes is not None else classes_from_data(data)  # type: ignore[arg-type]
-        cache = DescriptionSet.load(out) if out.exists() else DescriptionSet()
-        chosen = select_prompts(prompts)
-        kind = provider.strip().lower()
-        if kind == "offline":
-            prov = None
-            chosen_or_all = None if prompts.strip().lower() == "all" else chosen
-            n = per_class
-        elif kind == "openai":
-            envs = (api_key_env, *[e for e in API_KEY_ENV_VARS if e != api_key_env])
-            prov = OpenAIProvider(
-                model or "", base_url, api_key_env=envs, temperature=temperature, max_tokens=max_tokens,
-                timeout=timeout, max_retries=retries,
-            )
-            chosen_or_all, n = chosen, per_class or 1
-        elif kind == "local":
-            prov = LocalHFProvider(model or "", temperature=temperature, max_new_tokens=max_tokens)
-            chosen_or_all, n = chosen, per_class or 1
-        else:
-            raise HnfError(f"unknown --provider {provider!r}: use openai, local or offline")
-        ds, report = run_describe(
-            names, prov, cache=cache, prompts=chosen_or_all, per_class=n, refresh=refresh, imaging=imaging,
-            save=lambda d: d.save(out),
-            on_progress=lambda msg: console.print(f"requesting {msg}", highlight=False),
+    if (classes is None) == (data is None):
+        raise HnfError("give exactly one of --classes A,B,... or --data DIR")
+    names = parse_classes(classes) if classes is not None else classes_from_data(data)  # type: ignore[arg-type]
+    cache = DescriptionSet.load(out) if out.exists() else DescriptionSet()
+    chosen = select_prompts(prompts)
+    kind = provider.strip().lower()
+    if kind == "offline":
+        prov = None
+        chosen_or_all = None if prompts.strip().lower() == "all" else chosen
+        n = per_class
+    elif kind == "openai":
+        envs = (api_key_env, *[e for e in API_KEY_ENV_VARS if e != api_key_env])
+        prov = OpenAIProvider(
+            model or "", base_url, api_key_env=envs, temperature=temperature, max_tokens=max_tokens,
+            timeout=timeout, max_retries=retries,
         )
-    except HnfError as err:
-        _fail(err)
-        return
+        chosen_or_all, n = chosen, per_class or 1
+    elif kind == "local":
+        prov = LocalHFProvider(model or "", temperature=temperature, max_new_tokens=max_tokens)
+        chosen_or_all, n = chosen, per_class or 1
+    else:
+        raise HnfError(f"unknown --provider {provider!r}: use openai, local or offline")
+    ds, report = run_describe(
+        names, prov, cache=cache, prompts=chosen_or_all, per_class=n, refresh=refresh, imaging=imaging,
+        save=lambda d: d.save(out),
+        on_progress=lambda msg: console.print(f"requesting {msg}", highlight=False),
+    )
     counts = {c: len(ds.for_class(c)) for c in names}
     console.print(
         f"{out}: {report.written} new, {report.cached} from cache; descriptions per class: "
@@ -86,6 +79,7 @@ def describe(
 
 
 @text_app.command("pretrain")
+@reports_errors
 def pretrain(
     descriptions: Path = typer.Option(..., "--descriptions", "-d", help="Description file from `hnf describe` (or a user-written one)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the adapted encoder (written atomically)."),
@@ -111,12 +105,8 @@ def pretrain(
         epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, mlm_probability=mlm_probability,
         holdout_per_class=holdout_per_class, head_steps=head_steps, eval_rounds=eval_rounds, seed=seed, threads=threads, device=device,
     )
-    try:
-        ds = DescriptionSet.load(descriptions)
-        report = pretrain_mlm(ds, encoder, out, cfg)
-    except HnfError as err:
-        _fail(err)
-        return
+    ds = DescriptionSet.load(descriptions)
+    report = pretrain_mlm(ds, encoder, out, cfg)
     summary = {
         "encoder": report.encoder,
         "out": report.out,

