@@ -12,7 +12,7 @@ from hnf.cli.text_commands import describe as describe_cmd
 from hnf.text.describe import describe
 from hnf.text.descriptions import DescriptionSet
 from hnf.text.prompts import select_prompts
-from hnf.text.providers import OpenAIProvider, ProviderError
+from hnf.text.providers import OpenAIProvider, ProviderError, make_provider
 
 from .conftest import Reply
 
@@ -110,6 +110,20 @@ def test_key_from_env_fallback(fake_openai, monkeypatch):
     monkeypatch.setenv("HNF_LLM_API_KEY", "sk-from-hnf-env")
     OpenAIProvider("m", fake_openai.base_url).generate("s", "u")
     assert fake_openai.requests[-1]["headers"]["authorization"] == "Bearer sk-from-hnf-env"
+
+
+def test_make_provider_by_name(fake_openai, monkeypatch):
+    monkeypatch.delenv("HNF_LLM_API_KEY", raising=False)
+    monkeypatch.setenv("MY_KEY", "sk-from-my-env")
+    assert make_provider("offline") is None  # the shipped corpus
+    prov = make_provider(" OpenAI ", "m", base_url=fake_openai.base_url, api_key_env="MY_KEY", max_tokens=50, max_retries=1)
+    assert isinstance(prov, OpenAIProvider) and prov.max_tokens == 50 and prov.max_retries == 1
+    prov.generate("s", "u")
+    assert fake_openai.requests[-1]["headers"]["authorization"] == "Bearer sk-from-my-env"
+    with pytest.raises(ProviderError, match="the local provider needs --model"):
+        make_provider("local")
+    with pytest.raises(ProviderError, match="unknown --provider 'gpt': use openai, local or offline"):
+        make_provider("gpt")
 
 
 def test_cache_hit_and_refresh(fake_openai, tmp_path):

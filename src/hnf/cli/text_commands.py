@@ -39,7 +39,7 @@ def describe(
     from hnf.text.describe import classes_from_data, describe as run_describe, parse_classes
     from hnf.text.descriptions import DescriptionSet
     from hnf.text.prompts import select_prompts
-    from hnf.text.providers import API_KEY_ENV_VARS, LocalHFProvider, OpenAIProvider
+    from hnf.text.providers import make_provider
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -48,23 +48,15 @@ def describe(
     names = parse_classes(classes) if classes is not None else classes_from_data(data)  # type: ignore[arg-type]
     cache = DescriptionSet.load(out) if out.exists() else DescriptionSet()
     chosen = select_prompts(prompts)
-    kind = provider.strip().lower()
-    if kind == "offline":
-        prov = None
+    prov = make_provider(
+        provider, model, base_url=base_url, api_key_env=api_key_env, temperature=temperature,
+        max_tokens=max_tokens, timeout=timeout, max_retries=retries,
+    )
+    if prov is None:  # the shipped corpus: every entry (of the prompts named), at most --per-class
         chosen_or_all = None if prompts.strip().lower() == "all" else chosen
         n = per_class
-    elif kind == "openai":
-        envs = (api_key_env, *[e for e in API_KEY_ENV_VARS if e != api_key_env])
-        prov = OpenAIProvider(
-            model or "", base_url, api_key_env=envs, temperature=temperature, max_tokens=max_tokens,
-            timeout=timeout, max_retries=retries,
-        )
-        chosen_or_all, n = chosen, per_class or 1
-    elif kind == "local":
-        prov = LocalHFProvider(model or "", temperature=temperature, max_new_tokens=max_tokens)
-        chosen_or_all, n = chosen, per_class or 1
     else:
-        raise HnfError(f"unknown --provider {provider!r}: use openai, local or offline")
+        chosen_or_all, n = chosen, per_class or 1
     ds, report = run_describe(
         names, prov, cache=cache, prompts=chosen_or_all, per_class=n, refresh=refresh, imaging=imaging,
         save=lambda d: d.save(out),

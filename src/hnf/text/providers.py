@@ -4,6 +4,7 @@
   server, LM Studio) through the ``openai`` client. The key comes from an environment variable and is
   never printed, logged or stored.
 - :class:`LocalHFProvider`: a Hugging Face causal language model from a folder, with ``transformers``.
+- :func:`make_provider`: the provider of a name (``openai``, ``local`` or ``offline``).
 
 The offline provider (the shipped corpus) lives in :mod:`hnf.text.corpus`.
 """
@@ -255,3 +256,36 @@ class LocalHFProvider:
         if not text:
             raise ProviderError(f"{self.model}: the model generated no text")
         return text
+
+
+def make_provider(
+    name: str,
+    model: str | None = None,
+    *,
+    base_url: str | None = None,
+    api_key_env: str = API_KEY_ENV_VARS[0],
+    temperature: float = 0.7,
+    max_tokens: int = 900,
+    timeout: float = 120.0,
+    max_retries: int = 4,
+) -> Provider | None:
+    """The provider called ``name`` (case and surrounding spaces ignored), or None for ``offline``.
+
+    ``None`` is what :func:`hnf.text.describe.describe` takes for the corpus shipped with hnf.
+    ``model`` is the model name an ``openai`` endpoint serves, or the folder of a ``local`` causal
+    LM. ``api_key_env`` is tried first for the ``openai`` key, then :data:`API_KEY_ENV_VARS`.
+    ``max_tokens`` bounds each answer; ``base_url``, ``timeout`` and ``max_retries`` apply to
+    ``openai`` only. An unknown name is a :class:`ProviderError`.
+    """
+    kind = name.strip().lower()
+    if kind == "offline":
+        return None
+    if kind == "openai":
+        envs = (api_key_env, *[e for e in API_KEY_ENV_VARS if e != api_key_env])
+        return OpenAIProvider(
+            model or "", base_url, api_key_env=envs, temperature=temperature, max_tokens=max_tokens,
+            timeout=timeout, max_retries=max_retries,
+        )
+    if kind == "local":
+        return LocalHFProvider(model or "", temperature=temperature, max_new_tokens=max_tokens)
+    raise ProviderError(f"unknown --provider {name!r}: use openai, local or offline")
