@@ -9,7 +9,10 @@ import predict_support as support  # tests/predict, put on sys.path by conftest.
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
+from hnf.data.reading import MAX_PIXELS
 from hnf.predict import Predictor, flops_per_image
+from hnf.serve import ServeSettings
+from hnf.serve.app import predict_uploads
 from hnf.serve.client import Client
 
 
@@ -93,6 +96,15 @@ def test_limits(small_limits_client: Client, synth_pngs) -> None:
     many = small_limits_client.predict(synth_pngs[:4])
     assert many.status == 413 and "4 files exceed the limit of 3" in many.body["error"]
     assert small_limits_client.predict(synth_pngs[:1]).status == 200  # still serving
+
+
+def test_the_readers_pixel_limit_is_a_413(predictor: Predictor) -> None:
+    """Past the service's own header check (a limit above the reader's), the reader refuses the
+    image with an :class:`~hnf.errors.ImageTooLargeError`, answered 413; other unreadable files 422."""
+    uploads = [("huge.png", support.png_huge_header(12000, 12000)), ("noise.png", b"\x89PNG\r\n\x1a\n" + bytes(64))]
+    huge, noise = predict_uploads(predictor, ServeSettings(max_pixels=10 * MAX_PIXELS), uploads, 1, False)
+    assert huge["status"] == 413 and huge["error"] == f"huge.png: 12000x12000 pixels exceeds the limit of {MAX_PIXELS:,} pixels"
+    assert noise["status"] == 422 and noise["error"].startswith("noise.png: ")
 
 
 @settings(max_examples=25, deadline=None, derandomize=True,

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hnf.data.band import Band, crop_above_band, detect_band
-from hnf.errors import ImageReadError
+from hnf.errors import ImageReadError, ImageTooLargeError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000
@@ -92,7 +92,7 @@ def open_image(path: str | Path) -> Image.Image:
             with Image.open(path) as image:  # closed on return: a multi-frame TIFF keeps its file open
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise ImageReadError(
+                    raise ImageTooLargeError(
                         path, f"{width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} pixels"
                     )
                 image.seek(0)

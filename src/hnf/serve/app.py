@@ -207,8 +207,7 @@ def predict_uploads(predictor: Predictor, settings: ServeSettings, uploads: list
                 try:
                     item = predictor.prepare(path)
                 except ImageReadError as err:
-                    status = 413 if "exceeds the limit" in err.reason else 422
-                    raise UploadError(status, f"{filename}: {err.reason}") from None
+                    raise UploadError(err.http_status, f"{filename}: {err.reason}") from None
                 except (HnfError, ValueError, OSError, MemoryError) as err:
                     raise UploadError(422, f"{filename}: cannot prepare image ({err})") from None
             except UploadError as err:
