@@ -57,19 +57,25 @@ arrays stay a few MB whatever the image's size (each row's statistics are its ow
 the same as over the whole image at once)."""
 
 
+BAND_SOURCES = ("detector", "metadata")
+
+
 @dataclass(frozen=True)
 class Band:
-    """Rows ``top`` to ``bottom`` (0-based, inclusive) hold the information band."""
+    """Rows ``top`` to ``bottom`` (0-based, inclusive) hold the information band; ``source`` says
+    where they came from: ``"detector"`` (:func:`detect_band`, from the pixels) or ``"metadata"``
+    (the rows the file's instrument metadata states, :func:`hnf.data.metadata.metadata_band`)."""
 
     top: int
     bottom: int
+    source: str = "detector"
 
     @property
     def height(self) -> int:
         return self.bottom - self.top + 1
 
-    def as_dict(self) -> dict[str, int]:
-        return {"top": self.top, "bottom": self.bottom}
+    def as_dict(self) -> dict[str, int | str]:
+        return {"top": self.top, "bottom": self.bottom, "source": self.source}
 
 
 def _band_rows(grey: np.ndarray) -> np.ndarray:

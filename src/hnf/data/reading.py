@@ -5,7 +5,9 @@ by 255. Integer and float data of higher depth (I;16 variants, I, F) is scaled r
 ``x' = clip((x - q_0.5) / (q_99.5 - q_0.5), 0, 1)`` with the 0.5th and 99.5th percentiles, so a few
 hot pixels do not flatten the image. The arithmetic is float32 (never a float64 copy of a large
 image), and above :data:`PERCENTILE_SAMPLE` pixels the percentiles are those of an evenly strided
-sample of that many pixels. Multi-page TIFFs give their first page; EXIF orientation is applied.
+sample of that many pixels. Multi-page TIFFs give their first page; EXIF orientation is applied. The file's instrument
+metadata (:mod:`hnf.data.metadata`: pixel size, settings, the databar's rows) is read from the same
+open file when asked, and the band is then the databar the metadata states, else the detector's.
 An image whose short side is below :data:`MIN_SIDE` pixels is refused (nothing to classify).
 Anything else ends in :class:`~hnf.errors.ImageReadError` naming the file and the reason.
 """
@@ -20,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hnf.data.band import Band, crop_above_band, detect_band
+from hnf.data.metadata import Metadata, metadata_band, read_metadata
 from hnf.errors import ImageReadError, ImageTooLargeError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -84,6 +87,12 @@ def _check_file(path: Path) -> None:
 
 def open_image(path: str | Path) -> Image.Image:
     """Open, decode and orient the first frame of an image file; errors name the file."""
+    return open_image_and_metadata(path, metadata=False)[0]
+
+
+def open_image_and_metadata(path: str | Path, metadata: bool = True) -> tuple[Image.Image, Metadata | None]:
+    """:func:`open_image` and, when ``metadata``, the file's instrument metadata read from the
+    open file's TIFF tags and its sidecar (:func:`hnf.data.metadata.read_metadata`), else None."""
     path = Path(path)
     _check_file(path)
     try:
@@ -97,7 +106,8 @@ def open_image(path: str | Path) -> Image.Image:
                     )
                 image.seek(0)
                 image.load()
-                return ImageOps.exif_transpose(image)  # a copy (detached from the file) either way
+                meta = read_metadata(getattr(image, "tag_v2", None), path, width) if metadata else None
+                return ImageOps.exif_transpose(image), meta  # a copy (detached from the file) either way
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -110,32 +120,48 @@ def open_image(path: str | Path) -> Image.Image:
 
 def read_grey(path: str | Path) -> tuple[np.ndarray, str]:
     """Read a micrograph file as a float32 HxW grey array in [0, 1]; also return its PIL mode."""
-    image = open_image(path)
+    grey, mode, _ = read_grey_and_metadata(path, metadata=False)
+    return grey, mode
+
+
+def read_grey_and_metadata(path: str | Path, metadata: bool = True) -> tuple[np.ndarray, str, Metadata | None]:
+    """:func:`read_grey` and the file's instrument metadata (None unless ``metadata``)."""
+    image, meta = open_image_and_metadata(path, metadata)
     try:
-        return pil_to_grey(image), image.mode
+        return pil_to_grey(image), image.mode, meta
     except ValueError as err:
         raise ImageReadError(path, str(err)) from None
+
+
+def find_band(grey: np.ndarray, meta: Metadata | None) -> Band | None:
+    """The databar the metadata states (``source="metadata"``) when it fits the image's height,
+    else the pixel detector's band (``source="detector"``) or None. ``grey``: HxW in [0, 1]."""
+    band, _ = metadata_band(meta, grey.shape[0])
+    return band if band is not None else detect_band(grey)
 
 
 @dataclass(frozen=True)
 class Micrograph:
     """A decoded micrograph: ``grey`` (float32, rows above the band when one was cut), the size
-    and PIL mode of the file, and the band found (None when none was found or looked for)."""
+    and PIL mode of the file, the band found (None when none was found or looked for) and the
+    file's instrument metadata (None when not read)."""
 
     grey: np.ndarray
     width: int
     height: int
     mode: str
     band: Band | None
+    metadata: Metadata | None = None
 
 
-def read_micrograph(path: str | Path, crop_band: bool = True) -> Micrograph:
-    """Read a file, find its information band and (when ``crop_band``) keep the rows above it."""
-    grey, mode = read_grey(path)
+def read_micrograph(path: str | Path, crop_band: bool = True, metadata: bool = True) -> Micrograph:
+    """Read a file and its metadata (when ``metadata``), find its information band
+    (:func:`find_band`) and (when ``crop_band``) keep the rows above it."""
+    grey, mode, meta = read_grey_and_metadata(path, metadata)
     height, width = grey.shape
     if min(height, width) < MIN_SIDE:
         raise ImageReadError(
             path, f"{width}x{height} pixels is too small to classify (the short side must be at least {MIN_SIDE} pixels)"
         )
-    band = detect_band(grey) if crop_band else None
-    return Micrograph(crop_above_band(grey, band), width, height, mode, band)
+    band = find_band(grey, meta) if crop_band else None
+    return Micrograph(crop_above_band(grey, band), width, height, mode, band, meta)
