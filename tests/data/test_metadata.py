@@ -194,3 +194,58 @@ def test_no_text_stops_a_parser(text: str, value: str, resolution) -> None:
                  parse_imagej(f"ImageJ=1\nunit={value}\n{text}", resolution, resolution),
                  read_tags({270: text, 282: resolution}), read_tags({34682: text}), read_tags({34118: text.encode()})):
         _check(meta)
+
+
+def test_inspect_reports_pixel_sizes_instruments_and_band_sources(tiffs: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hnf.cli import app
+
+    result = CliRunner().invoke(app, ["data", "inspect", str(tiffs), "--out", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    images = {image["path"]: image for image in report["images"]}
+    assert len(images) == 8 and report["unreadable"] == []
+    assert {p: i["pixel_size_m"] for p, i in images.items()} == {
+        "fei/FEI-Helios-Ebeam-16bits.tif": 3.3724e-06, "fei/FEI-Helios-Ebeam-8bits.tif": 3.3724e-06,
+        "fei/FEI-Helios-navcam-with-no-IRBeam-bad-floats.tif": None, "fei/FEI-Helios-navcam.tif": None,
+        "imagej/test_loading_image_saved_with_imageJ.tif": images["imagej/test_loading_image_saved_with_imageJ.tif"]["pixel_size_m"],
+        "jeol/JEOL-SightX-TEM-mag-dummy.tif": None,
+        "zeiss/test_tiff_Zeiss_SEM_1k.tif": 2.615e-06, "zeiss/test_tiff_Zeiss_SEM_512pix.tif": 5.825e-09,
+    }
+    assert images["imagej/test_loading_image_saved_with_imageJ.tif"]["pixel_size_m"] == pytest.approx(1e-6 / 5.928571)
+    assert images["fei/FEI-Helios-Ebeam-8bits.tif"]["band"] == {"top": 442, "bottom": 470, "source": "metadata"}
+    assert images["fei/FEI-Helios-navcam.tif"]["band"] == {"top": 512, "bottom": 550, "source": "metadata"}
+    assert images["zeiss/test_tiff_Zeiss_SEM_1k.tif"]["band"]["source"] == "detector"
+    assert images["jeol/JEOL-SightX-TEM-mag-dummy.tif"]["instrument"]["vendor"] == "JEOL"
+    assert images["fei/FEI-Helios-navcam.tif"]["metadata_notes"]["pixel_size_m"].startswith("FEI tag 34682: no [Scan]")
+    assert report["band_disagreements"] == [
+        {"path": f"fei/{name}", "reason": "metadata databar rows 512-550; the pixel detector finds no band"}
+        for name in ("FEI-Helios-navcam-with-no-IRBeam-bad-floats.tif", "FEI-Helios-navcam.tif")]
+    assert report["metadata_warnings"] == []
+    assert "pixel size stated for 5 of 8 images; instrument metadata: FEI (4), Zeiss (2), ImageJ (1), JEOL (1)" in \
+        " ".join(result.output.split())
+
+
+def _record(label: str, pixel_size_m: float | None, index: int):
+    from hnf.data.inspect import ImageRecord
+
+    return ImageRecord(f"{label}/{index}.tif", label, 64, 64, "L", None, f"{index}", "0", None, pixel_size_m,
+                       {"vendor": "FEI", "detector": "ETD"})
+
+
+def test_a_field_that_gives_the_class_away_is_warned_of() -> None:
+    from hnf.data.inspect import field_score, metadata_warnings, pixel_size_spread
+
+    records = [_record("a", 1e-9, i) for i in range(4)] + [_record("b", 5e-9, i + 4) for i in range(4)]
+    assert metadata_warnings(records) == [{
+        "field": "pixel_size_m", "score": 1.0,
+        "message": "pixel size (magnification) alone predicts the class (score 1.00 over 8 images with it): the classes "
+                   "were recorded differently, a shortcut a model can learn instead of the material; consider hnf "
+                   "train --pixel-size"}]
+    mixed = [_record(label, size, i) for i, (label, size) in enumerate([("a", 1e-9), ("a", 5e-9), ("b", 1e-9), ("b", 5e-9)] * 2)]
+    assert metadata_warnings(mixed) == []
+    assert field_score([1, 2, 3, 4], ["a", "a", "b", "b"]) == 0.0  # values of one image each predict nothing
+    assert field_score([None, None, 1], ["a", "b", "a"]) is None
+    assert pixel_size_spread([1e-9, 5.83e-9, None]) == "1 nm-5.83 nm (2/3)"
+    assert pixel_size_spread([3.3724e-06, 3.3724e-06]) == "3.37 µm (2/2)" and pixel_size_spread([None]) == "-"

@@ -60,10 +60,12 @@ def inspect(
 
 
 def print_report(report: InspectionReport) -> None:
-    """Print the per-class table, the bands, duplicates and skipped files of a report."""
+    """Print the per-class table, the bands, metadata, duplicates and skipped files of a report."""
+    from hnf.data.inspect import metadata_summary
+
     table = Table(title=f"{report.root}  ({len(report.images)} images, {len(report.classes)} classes)")
-    for column in ("class", "images", "sizes", "modes", "bands", "exact dups", "near dups", "unreadable"):
-        table.add_column(column, justify="left" if column in ("class", "sizes", "modes") else "right")
+    for column in ("class", "images", "sizes", "modes", "bands", "exact dups", "near dups", "unreadable", "pixel size"):
+        table.add_column(column, justify="left" if column in ("class", "sizes", "modes", "pixel size") else "right")
     for row in report.class_rows():
         table.add_row(*(str(value) for value in row.values()))
     console.print(table)
@@ -71,9 +73,11 @@ def print_report(report: InspectionReport) -> None:
     if report.detect_bands:
         console.print(f"information band found in {len(banded)} of {len(report.images)} images")
         for record in banded[:10]:
-            console.print(f"  {record.path}: rows {record.band.top}-{record.band.bottom} of {record.height}")
+            console.print(f"  {record.path}: rows {record.band.top}-{record.band.bottom} of {record.height} ({record.band.source})")
         if len(banded) > 10:
             console.print(f"  ... {len(banded) - 10} more in the JSON report")
+    for line in metadata_summary(report):
+        console.print(line)
     console.print(f"duplicates: {len(report.exact)} exact group(s), {len(report.near)} near group(s)")
     for group in report.exact[:5]:
         console.print(f"  exact: {' = '.join(group)}")
