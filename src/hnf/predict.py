@@ -3,7 +3,8 @@
 Preprocessing is the evaluation pipeline of training (DESIGN.md section 4), driven by the
 checkpoint's ``preprocessing`` record: decode with :func:`hnf.data.reading.read_micrograph`
 (information band found and cut when ``crop_band``), resize the short side to ``resize`` with
-:func:`hnf.data.torch_dataset.resize_short_side`, centre crop ``img_size``, scale to [0, 1] and
+:func:`hnf.data.torch_dataset.resize_short_side` (or, with ``pixel_size_nm`` and a stated pixel
+size, resample to that scale: :func:`hnf.data.torch_dataset.resize_for_model`), centre crop ``img_size``, scale to [0, 1] and
 normalise with the checkpoint's ``mean`` and ``std`` (the grey channel repeated when the model
 takes ``in_chans`` > 1).
 
@@ -28,7 +29,8 @@ import torch
 
 from hnf.data.band import Band
 from hnf.data.reading import is_image_path, read_micrograph
-from hnf.data.torch_dataset import resize_short_side
+from hnf.data.metadata import Metadata
+from hnf.data.torch_dataset import resize_for_model, resize_short_side
 from hnf.data.transforms import normalise
 from hnf.train.device import pick_device
 from hnf.errors import HnfError, ImageReadError
@@ -42,7 +44,7 @@ _GLOB_CHARS = set("*?[")
 class Prepared:
     """One decoded image ready for the model: ``tensor`` (C, S, S) normalised, ``view`` the
     centre crop the model sees as float (S, S) in [0, 1], the band-cut grey image (dropped by
-    ``predict_files`` unless explaining) and the file's size, mode and band."""
+    ``predict_files`` unless explaining), the file's size, mode and band, and its metadata."""
 
     tensor: torch.Tensor
     view: np.ndarray
@@ -51,6 +53,7 @@ class Prepared:
     height: int
     mode: str
     band: Band | None
+    metadata: Metadata | None = None
 
 
 @dataclass
@@ -67,13 +70,18 @@ class Prediction:
     mode: str | None = None
     explanation: Any = None
     prepared: Prepared | None = None
+    pixel_size_m: float | None = None
+    field_of_view_m: tuple[float, float] | None = None  # metres: width, height of the rows above the band
 
     def to_json(self) -> dict[str, Any]:
-        """The row written by ``hnf predict --out F.json``: path, top_k, band, error."""
+        """The row written by ``hnf predict --out F.json``: path, top_k, band, pixel_size_m,
+        field_of_view_m (``[width, height]`` in metres, or null), error."""
         return {
             "path": self.path,
             "top_k": [{"class": e["class"], "prob": e["prob"]} for e in self.top_k],
             "band": self.band.as_dict() if self.band is not None else None,
+            "pixel_size_m": self.pixel_size_m,
+            "field_of_view_m": list(self.field_of_view_m) if self.field_of_view_m is not None else None,
             "error": self.error,
         }
 
@@ -135,11 +143,13 @@ def top_k_entries(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dic
     return [{"class": classes[i], "prob": float(probs[i])} for i in order]
 
 
-def prepare_grey(grey: np.ndarray, pre: Preprocessing) -> tuple[torch.Tensor, np.ndarray]:
+def prepare_grey(grey: np.ndarray, pre: Preprocessing, metadata: Metadata | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """The evaluation pipeline of training for a band-cut grey image in [0, 1]: short side to
-    ``pre.resize``, centre crop ``pre.img_size``, normalised as in training, channels repeated to
-    ``in_chans``. Returns the model input (C, S, S) and the crop in [0, 1] (S, S)."""
-    image = resize_short_side(grey, pre.resize)
+    ``pre.resize`` (resampled to ``pre.pixel_size_nm`` when the ``metadata`` states a pixel size),
+    centre crop ``pre.img_size``, normalised as in training, channels repeated to ``in_chans``.
+    Returns the model input (C, S, S) and the crop in [0, 1] (S, S)."""
+    image = resize_for_model(grey, pre.resize, pre.pixel_size_nm, metadata and metadata.pixel_size_m,
+                             metadata and metadata.pixel_height_m)
     size = pre.img_size
     if min(image.shape[1:]) < size:  # a resize below the crop size: grow to the crop size
         image = resize_short_side(image[0].float().numpy() / 255.0, size)
@@ -181,18 +191,19 @@ class Predictor:
 
     # -- preprocessing -------------------------------------------------------------------------
 
-    def prepare_grey(self, grey: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Normalised model input (C, S, S) and the [0, 1] crop it came from, for a grey image."""
-        return prepare_grey(grey, self.pre)
+    def prepare_grey(self, grey: np.ndarray, metadata: Metadata | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Normalised model input (C, S, S) and the [0, 1] crop it came from, for a grey image
+        (with the file's ``metadata``, for the checkpoint's common pixel size)."""
+        return prepare_grey(grey, self.pre, metadata)
 
     def prepare(self, path: str | Path) -> Prepared:
         """Decode one file and prepare it; raises :class:`ImageReadError` naming the file."""
         micrograph = read_micrograph(path, crop_band=self.pre.crop_band)
         if micrograph.grey.shape[0] < 1 or micrograph.grey.shape[1] < 1:
             raise ImageReadError(path, "no image rows left above the information band")
-        tensor, view = self.prepare_grey(micrograph.grey)
+        tensor, view = self.prepare_grey(micrograph.grey, micrograph.metadata)
         return Prepared(tensor, view, micrograph.grey, micrograph.width, micrograph.height,
-                        micrograph.mode, micrograph.band)
+                        micrograph.mode, micrograph.band, micrograph.metadata)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -225,7 +236,10 @@ class Predictor:
             probs, explanations = self.probabilities(batch), [None] * len(items)
         return [
             Prediction(str(name), top_k_entries(row, self.classes, top_k), row, item.band, None,
-                       item.width, item.height, item.mode, explanation, item)
+                       item.width, item.height, item.mode, explanation, item,
+                       item.metadata.pixel_size_m if item.metadata else None,
+                       item.metadata.field_of_view_m(item.width, item.band.top if item.band else item.height)
+                       if item.metadata else None)
             for name, item, row, explanation in zip(names, items, probs, explanations)
         ]
 

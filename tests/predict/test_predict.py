@@ -105,7 +105,7 @@ def test_cli_json_and_csv_rows(checkpoint: Path, synth_dir: Path, tmp_path: Path
     rows = json.loads(out_json.read_text())
     assert [Path(r["path"]).name for r in rows] == ["fibres_00000.png", "bad.jpg", "tips_00000.png"]
     for row in rows:
-        assert set(row) == {"path", "top_k", "band", "error"}
+        assert set(row) == {"path", "top_k", "band", "pixel_size_m", "field_of_view_m", "error"}
     assert rows[0]["error"] is None and len(rows[0]["top_k"]) == 3
     assert set(rows[0]["top_k"][0]) == {"class", "prob"} and rows[0]["top_k"][0]["class"] in SYNTH_CLASSES
     assert rows[1]["top_k"] == [] and rows[1]["error"].startswith(str(bad)) and rows[1]["band"] is None

@@ -70,6 +70,7 @@ def predict_command(
     from rich.table import Table
 
     from hnf.atomic import atomic_write_bytes, atomic_write_text
+    from hnf.data.metadata import format_length
     from hnf.predict import Predictor, collect_inputs
 
     console = Console(stderr=True)
@@ -106,13 +107,15 @@ def predict_command(
             progress.advance(task)
 
     table = Table(title=f"{predictor.model_name}: {len(rows)} item(s)")
-    for column in ("path", "class", "prob", "band", "error"):
+    for column in ("path", "class", "prob", "band", "pixel size", "field of view", "error"):
         table.add_column(column, overflow="fold")
     for row in rows[:200]:
         best = row.top_k[0] if row.top_k else None
         band = f"{row.band.top}-{row.band.bottom}" if row.band is not None else ""
+        pixel = format_length(row.pixel_size_m) if row.pixel_size_m is not None else ""
+        field = " x ".join(format_length(v) for v in row.field_of_view_m) if row.field_of_view_m else ""
         table.add_row(row.path, best["class"] if best else "", f"{best['prob']:.3f}" if best else "", band,
-                      row.error or "", style="red" if row.error else None)
+                      pixel, field, row.error or "", style="red" if row.error else None)
     if len(rows) > 200:
         table.caption = f"first 200 of {len(rows)} rows; use --out for all"
     Console().print(table)

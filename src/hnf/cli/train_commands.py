@@ -88,6 +88,7 @@ def train_command(
     linear_probe: LinearProbe = False,
     train_per_class: TrainPerClass = None,
     balance_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the gate-balance regulariser in the loss (HNF models; 0: off).")] = 0.0,
+    pixel_size: Annotated[float | None, typer.Option(help="Resample every image whose metadata states a pixel size to this many nm per pixel before cropping (one physical scale; the checkpoint records it and predict applies it).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model config override KEY=VALUE (repeatable).")] = None,
     tta_views: TtaViews = 1,
     time_budget: Annotated[float | None, typer.Option(min=1.0, help="Seconds of training (with validation and checkpoints) to fit: after the warm-up the run sets its epochs from its pace, at most --epochs.")] = None,
@@ -105,6 +106,7 @@ def train_command(
         normalisation=normalisation, tta_views=tta_views, time_budget_s=time_budget,
         trunk_lr_factor=trunk_lr_factor, trunk_frozen_epochs=trunk_frozen_epochs, trunk_bn=trunk_bn,
         linear_probe=linear_probe, train_per_class=train_per_class, balance_weight=balance_weight,
+        pixel_size_nm=pixel_size,
     )
     from hnf.train.loop import train
 

@@ -28,7 +28,7 @@ from hnf.atomic import atomic_write_bytes, atomic_write_json
 from hnf.data.band import Band, detect_band
 from hnf.data.dataset import DatasetIndex, Problem, Sample, index_dataset
 from hnf.data.duplicates import duplicate_group_ids, exact_groups, file_sha256, near_groups, perceptual_hash
-from hnf.data.metadata import Metadata, metadata_band
+from hnf.data.metadata import Metadata, format_length, metadata_band
 from hnf.data.reading import read_grey, read_grey_and_metadata
 from hnf.errors import ImageReadError
 
@@ -149,14 +149,6 @@ SHORTCUT_SCORE = 0.5
 """Score of :func:`field_score` above which a metadata field is reported as a possible shortcut."""
 SCORED_FIELDS = ("pixel_size_m", "vendor", "high_voltage_v", "detector", "magnification", "working_distance_m",
                  "model")
-
-
-def format_length(metres: float) -> str:
-    """``3.37 µm``, ``5.83 nm``, ``1.2 mm``: three significant figures in the largest unit below it."""
-    for unit, scale in (("m", 1.0), ("mm", 1e-3), ("µm", 1e-6), ("nm", 1e-9)):
-        if metres >= scale:
-            return f"{metres / scale:.3g} {unit}"
-    return f"{metres / 1e-12:.3g} pm"
 
 
 def pixel_size_spread(sizes: list[float | None]) -> str:

@@ -188,6 +188,14 @@ def parse_magnification(text: str, what: str) -> float:
     return value
 
 
+def format_length(metres: float) -> str:
+    """``3.37 µm``, ``5.83 nm``, ``1.2 mm``: three significant figures in the largest unit below it."""
+    for unit, scale in (("m", 1.0), ("mm", 1e-3), ("µm", 1e-6), ("nm", 1e-9)):
+        if metres >= scale:
+            return f"{metres / scale:.3g} {unit}"
+    return f"{metres / 1e-12:.3g} pm"
+
+
 # -- building a Metadata from key/value readings
 
 

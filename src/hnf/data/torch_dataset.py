@@ -1,4 +1,9 @@
-"""A PyTorch dataset of micrographs: decode, cut the band, resize once, cache, transform."""
+"""A PyTorch dataset of micrographs: decode, cut the band, resize once, cache, transform.
+
+Resizing is to a short side of ``resize`` pixels (:func:`resize_short_side`), or with a common
+physical scale ``pixel_size_nm`` to that many nanometres per pixel for images whose metadata states
+a pixel size (:func:`resize_to_pixel_size`), so every such image reaches the model at one scale.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,53 @@ def centre_crop_aspect(grey: np.ndarray, max_aspect: float = MAX_ASPECT) -> np.n
     return grey
 
 
+def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
+    return (tensor[0].clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def resize_to_pixel_size(grey: np.ndarray, pixel_size_m: float, pixel_height_m: float | None, target_nm: float,
+                         size: int) -> torch.Tensor | None:
+    """An HxW float image in [0, 1] whose pixels are ``pixel_size_m`` wide and ``pixel_height_m``
+    (None: the same) tall, resampled to ``target_nm`` nanometres per pixel (bilinear,
+    antialiased): its centre ``size x min(long, MAX_ASPECT * size)`` window at that scale, as a
+    ``1xH'xW'`` uint8 tensor with short side ``size`` (the shape :func:`resize_short_side` gives).
+
+    Only the source pixels of that window are resampled, so memory follows the output whatever the
+    enlargement. None when the image covers fewer than ``size`` pixels at ``target_nm`` on its
+    short side (it cannot fill the window at that scale).
+    """
+    if not (target_nm > 0 and pixel_size_m > 0):
+        raise ValueError(f"pixel sizes must be positive, got target {target_nm} nm and pixel {pixel_size_m} m")
+    height, width = grey.shape
+    scale_x = pixel_size_m * 1e9 / target_nm  # output pixels per source pixel
+    scale_y = (pixel_height_m or pixel_size_m) * 1e9 / target_nm
+    out_h, out_w = height * scale_y, width * scale_x
+    if min(out_h, out_w) < size:
+        return None
+    limit = MAX_ASPECT * size
+    win_h, win_w = (size, int(min(out_w, limit))) if out_h <= out_w else (int(min(out_h, limit)), size)
+    src_h = min(height, max(1, round(win_h / scale_y)))
+    src_w = min(width, max(1, round(win_w / scale_x)))
+    top, left = (height - src_h) // 2, (width - src_w) // 2
+    window = np.ascontiguousarray(grey[top : top + src_h, left : left + src_w], dtype=np.float32)
+    tensor = torch.from_numpy(window)[None, None]
+    if (src_h, src_w) != (win_h, win_w):
+        tensor = F.interpolate(tensor, size=(win_h, win_w), mode="bilinear", antialias=True, align_corners=False)
+    return _to_uint8(tensor)
+
+
+def resize_for_model(grey: np.ndarray, size: int, target_nm: float | None = None,
+                     pixel_size_m: float | None = None, pixel_height_m: float | None = None) -> torch.Tensor:
+    """:func:`resize_to_pixel_size` when ``target_nm`` and the image's ``pixel_size_m`` are both
+    known and the image fills the window at that scale, else :func:`resize_short_side` (the image
+    used as it is). Training, evaluation and prediction all prepare images with this."""
+    if target_nm is not None and pixel_size_m is not None:
+        image = resize_to_pixel_size(grey, pixel_size_m, pixel_height_m, target_nm, size)
+        if image is not None:
+            return image
+    return resize_short_side(grey, size)
+
+
 def resize_short_side(grey: np.ndarray, size: int) -> torch.Tensor:
     """Float HxW in [0, 1] to a ``1xH'xW'`` uint8 tensor whose short side is ``size`` (antialiased),
     after :func:`centre_crop_aspect`: ``H'`` and ``W'`` are at most ``MAX_ASPECT * size``."""
@@ -47,7 +99,7 @@ def resize_short_side(grey: np.ndarray, size: int) -> torch.Tensor:
     new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
     if new_size != (height, width):
         tensor = F.interpolate(tensor, size=new_size, mode="bilinear", antialias=True, align_corners=False)
-    return (tensor[0].clamp(0, 1) * 255).round().to(torch.uint8)
+    return _to_uint8(tensor)
 
 
 class MicrographDataset(Dataset):
@@ -56,7 +108,9 @@ class MicrographDataset(Dataset):
     Each image is decoded, its information band cut away (``crop_band``), resized so its short
     side is ``resize`` and kept as uint8; with ``cache=True`` that tensor is kept in memory so
     later epochs skip decoding (about ``resize**2 * aspect`` bytes per image, 64 KiB at 256x256).
-    ``bands`` records, per index, the band found on first decode.
+    With ``pixel_size_nm`` images whose metadata states a pixel size are resampled to that many
+    nanometres per pixel instead (:func:`resize_for_model`). ``bands`` records, per index, the band
+    found on first decode.
     """
 
     def __init__(
@@ -67,6 +121,7 @@ class MicrographDataset(Dataset):
         crop_band: bool = True,
         resize: int = RESIZE,
         cache: bool = False,
+        pixel_size_nm: float | None = None,
     ) -> None:
         self.samples = list(samples)
         self.classes = list(classes)
@@ -78,6 +133,7 @@ class MicrographDataset(Dataset):
         self.crop_band = crop_band
         self.resize = resize
         self.cache = cache
+        self.pixel_size_nm = pixel_size_nm
         self._cached: dict[int, torch.Tensor] = {}
         self.bands: dict[int, Band | None] = {}
 
@@ -90,7 +146,9 @@ class MicrographDataset(Dataset):
             return self._cached[index]
         micrograph = read_micrograph(self.samples[index].path, crop_band=self.crop_band)
         self.bands[index] = micrograph.band
-        image = resize_short_side(micrograph.grey, self.resize)
+        meta = micrograph.metadata
+        image = resize_for_model(micrograph.grey, self.resize, self.pixel_size_nm, meta and meta.pixel_size_m,
+                                 meta and meta.pixel_height_m)
         if self.cache:
             self._cached[index] = image
         return image

@@ -64,6 +64,9 @@ class Preprocessing:
     in_chans: int = 1
     crop_band: bool = True
     normalisation: str = "per_image"
+    # nanometres per pixel that images with a stated pixel size are resampled to (hnf train
+    # --pixel-size); None: every image's short side resized to ``resize``
+    pixel_size_nm: float | None = None
 
 
 @dataclass

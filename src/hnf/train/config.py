@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hnf.data.sizes import resize_for
+from hnf.errors import HnfError
 
 TRUNK_BN = ("train", "frozen")
 
@@ -69,7 +70,12 @@ class TrainConfig:
     balance_weight: float = 0.0
     # keep at most this many training images per class (a seeded draw: the low-data regime)
     train_per_class: int | None = None
+    # nanometres per pixel that images stating a pixel size are resampled to before cropping
+    # (hnf.data.torch_dataset.resize_for_model); None: every image's short side resized to ``resize``
+    pixel_size_nm: float | None = None
 
     def __post_init__(self) -> None:
         if self.resize is None:
             self.resize = resize_for(self.img_size)
+        if self.pixel_size_nm is not None and not self.pixel_size_nm > 0:
+            raise HnfError(f"pixel_size_nm (--pixel-size) must be a positive number of nanometres, got {self.pixel_size_nm}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ class RunData:
     split: Split
     skipped: list[Problem]
     median_short_side: int  # of every readable image, above its information band
+    # per readable image: (stated pixel size in metres or None, short side above the band in px)
+    scales: list[tuple[float | None, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ReadableDataset:
     groups: dict[str, str]
     skipped: list[Problem]
     median_short_side: int
+    scales: list[tuple[float | None, int]] = field(default_factory=list)
 
 
 def readable_dataset(data: Path) -> ReadableDataset:
@@ -61,7 +64,8 @@ def readable_dataset(data: Path) -> ReadableDataset:
     readable = DatasetIndex(index.root, list(by_path.values()), report.classes, index.problems)
     readable.require_classes(2)
     median_short_side = round(statistics.median(record.short_side for record in report.images))
-    return ReadableDataset(readable, by_path, groups, report.unreadable, median_short_side)
+    scales = [(record.pixel_size_m, record.short_side) for record in report.images]
+    return ReadableDataset(readable, by_path, groups, report.unreadable, median_short_side, scales)
 
 
 def class_count_warnings(run: RunData) -> list[str]:
@@ -108,6 +112,26 @@ def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> st
         f"at most {median_short_side} px: they are enlarged x{resize / median_short_side:.2f}, which costs "
         f"accuracy (on 200 px neu-surface images resnet18 lost 11 to 16 points at 192-224 px against 112 px){advice}"
     )
+
+
+def pixel_size_warnings(scales: list[tuple[float | None, int]], pixel_size_nm: float | None, resize: int) -> list[str]:
+    """With ``--pixel-size``: warnings, with counts, about images that state no pixel size (used
+    as they are) and images that cover fewer than ``resize`` pixels at ``pixel_size_nm`` on their
+    short side (enlarged to ``resize``, finer than the common scale). ``scales``: per image, the
+    stated pixel size (metres or None) and the short side above the band (pixels)."""
+    if pixel_size_nm is None or not scales:
+        return []
+    total = len(scales)
+    missing = sum(size is None for size, _ in scales)
+    small = sum(size is not None and size * 1e9 * short / pixel_size_nm < resize for size, short in scales)
+    warnings = []
+    if missing:
+        warnings.append(f"--pixel-size {pixel_size_nm:g}: {missing} of {total} images state no pixel size; they are "
+                        f"used as they are (short side resized to {resize} px)")
+    if small:
+        warnings.append(f"--pixel-size {pixel_size_nm:g}: {small} of {total} images cover fewer than {resize} px at "
+                        f"{pixel_size_nm:g} nm per pixel; they are enlarged to {resize} px (finer than the common scale)")
+    return warnings
 
 
 def subsample_per_class(samples: list[Sample], per_class: int, seed: int) -> list[Sample]:
@@ -170,7 +194,7 @@ def prepare_run_data(
     train, val = _split_samples(by_path, carve.folds[0].train, carve.folds[0].test, index.root)
     if train_per_class is not None:
         train = subsample_per_class(train, train_per_class, seed)
-    return RunData(index.classes, train, val, test, split, readable.skipped, readable.median_short_side)
+    return RunData(index.classes, train, val, test, split, readable.skipped, readable.median_short_side, readable.scales)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -217,17 +241,20 @@ def build_loaders(
     normalisation: str = "per_image",
     mean: float = MEAN,
     std: float = STD,
+    pixel_size_nm: float | None = None,
 ) -> tuple[DataLoader, DataLoader, DataLoader, EpochSampler]:
     """Train (augmented, seeded sampler), validation and test (evaluation transform) loaders.
 
     With ``workers == 0`` the images are cached in memory, and the training and validation ones
     are decoded now, in parallel (:meth:`MicrographDataset.preload`), not during the first epoch.
-    ``mean`` and ``std`` are those of ``"fixed"`` normalisation.
+    ``mean`` and ``std`` are those of ``"fixed"`` normalisation; ``pixel_size_nm`` the common scale
+    (:class:`MicrographDataset`).
     """
     def dataset(samples: list[Sample], train: bool) -> MicrographDataset:
         transform = (build_train_transform(img_size, normalisation, mean, std) if train
                      else build_eval_transform(img_size, normalisation, mean, std))
-        return MicrographDataset(samples, run.classes, transform, crop_band=crop_band, resize=resize, cache=workers == 0)
+        return MicrographDataset(samples, run.classes, transform, crop_band=crop_band, resize=resize, cache=workers == 0,
+                                 pixel_size_nm=pixel_size_nm)
 
     sampler = EpochSampler(len(run.train), seed, num_replicas, rank)
     common = {"num_workers": workers, "pin_memory": pin_memory, "persistent_workers": workers > 0}

@@ -177,7 +177,8 @@ def evaluate_checkpoint(
     if not samples:
         raise HnfError(f"{data}: no readable images to evaluate")
     prep = meta.preprocessing
-    dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation, prep.mean, prep.std), crop_band=prep.crop_band, resize=prep.resize)
+    dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation, prep.mean, prep.std), crop_band=prep.crop_band, resize=prep.resize,
+                                pixel_size_nm=prep.pixel_size_nm)
     predictions = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device,
                                  autocast_dtype("auto", run_device), views)
     metrics = score_predictions(predictions, meta.classes)

@@ -41,6 +41,7 @@ from hnf.train.budget import EpochBudget
 from hnf.train.config import TRUNK_BN, TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
 from hnf.train.data import build_loaders, class_count_warnings, prepare_run_data, upsampling_warning
+from hnf.train.data import pixel_size_warnings
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
 from hnf.train.evaluate import plot_confusion, predict_loader, score, score_predictions
@@ -252,10 +253,12 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         say(f"[yellow]warning:[/yellow] {warning}")
     if (enlarging := upsampling_warning(run.median_short_side, config.img_size, config.resize)) is not None:
         say(f"[yellow]warning:[/yellow] {enlarging}")
+    for warning in pixel_size_warnings(run.scales, config.pixel_size_nm, config.resize):
+        say(f"[yellow]warning:[/yellow] {warning}")
     train_loader, val_loader, test_loader, sampler = build_loaders(
         run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
         config.workers, pin_memory=device.type == "cuda", num_replicas=context.world_size, rank=context.rank,
-        normalisation=normalisation, mean=mean, std=std,
+        normalisation=normalisation, mean=mean, std=std, pixel_size_nm=config.pixel_size_nm,
     )
     say(
         f"{len(run.classes)} classes; {len(run.train)} train, {len(run.val)} validation, {len(run.test)} test images; "
@@ -277,7 +280,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None, label_smoothing=config.label_smoothing)
     meta = CheckpointMeta(
         model=config.model, classes=run.classes, model_overrides=config.model_overrides,
-        preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band, normalisation),
+        preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band, normalisation,
+                                    config.pixel_size_nm),
     )
     step, epoch, seconds, images_seen = 0, 0, 0.0, 0
     if resume:

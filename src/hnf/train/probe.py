@@ -109,7 +109,8 @@ def fit_linear_probe(config: TrainConfig, say: Callable[..., None] = print) -> R
     transform = build_eval_transform(config.img_size, normalisation, mean, std)
 
     def loader(samples: list) -> DataLoader:
-        dataset = MicrographDataset(samples, run.classes, transform, crop_band=config.crop_band, resize=config.resize)
+        dataset = MicrographDataset(samples, run.classes, transform, crop_band=config.crop_band, resize=config.resize,
+                                    pixel_size_nm=config.pixel_size_nm)
         return DataLoader(dataset, batch_size=config.batch_size)
 
     start = time.perf_counter()
@@ -124,7 +125,7 @@ def fit_linear_probe(config: TrainConfig, say: Callable[..., None] = print) -> R
     atomic_write_text(run_dir / "metrics.jsonl", json.dumps({"epoch": 1, "step": 0, **record, "seconds": seconds}) + "\n")
     meta = CheckpointMeta(model=config.model, classes=run.classes, model_overrides=config.model_overrides,
                           preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band,
-                                                      normalisation), epoch=1)
+                                                      normalisation, config.pixel_size_nm), epoch=1)
     save_checkpoint(run_dir / "checkpoint", model, meta)
     test = predict_loader(model, loader(run.test), device, amp, config.tta_views)
     metrics = score_predictions(test, run.classes)
