@@ -5,9 +5,10 @@ by 255. Integer and float data of higher depth (I;16 variants, I, F) is scaled r
 ``x' = clip((x - q_0.5) / (q_99.5 - q_0.5), 0, 1)`` with the 0.5th and 99.5th percentiles, so a few
 hot pixels do not flatten the image. The arithmetic is float32 (never a float64 copy of a large
 image), and above :data:`PERCENTILE_SAMPLE` pixels the percentiles are those of an evenly strided
-sample of that many pixels. Multi-page TIFFs give their first page; EXIF orientation is applied. The file's instrument
-metadata (:mod:`hnf.data.metadata`: pixel size, settings, the databar's rows) is read from the same
-open file when asked, and the band is then the databar the metadata states, else the detector's.
+sample of that many pixels. Multi-page TIFFs give their first page; EXIF orientation is applied.
+The file's instrument metadata (:mod:`hnf.data.metadata`: pixel size, settings, the databar's
+rows) is read from the same open file when asked, and the band is then the databar the metadata
+states, else the detector's.
 An image whose short side is below :data:`MIN_SIDE` pixels is refused (nothing to classify).
 Anything else ends in :class:`~hnf.errors.ImageReadError` naming the file and the reason.
 """
