@@ -10,6 +10,11 @@ Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atom
 ``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
 a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
 stops cleanly. The test side is evaluated once, after the last epoch.
+
+:func:`_train` runs in sections (settings, data, model, training, test). The body of its step
+loop is the step itself (learning rate, forward, loss, backward, clipping, optimiser step) and its
+counters; resuming, validation, budget re-planning, checkpoints and the out-of-memory advice are
+the named helpers above it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,7 +45,7 @@ from hnf.models.pretrained import grey_normalisation
 from hnf.train.budget import EpochBudget
 from hnf.train.config import TRUNK_BN, TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
-from hnf.train.data import build_loaders, class_count_warnings, prepare_run_data, upsampling_warning
+from hnf.train.data import RunData, build_loaders, class_count_warnings, prepare_run_data, upsampling_warning
 from hnf.train.data import pixel_size_warnings
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
@@ -187,6 +192,65 @@ def class_weights(labels: list[int], classes: int) -> torch.Tensor:
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
+@dataclass
+class TrainState:
+    """The counters a checkpoint carries besides weights, optimizer and RNG states.
+
+    ``step``: optimiser steps taken; ``epoch``: epochs finished (a run interrupted mid-epoch has
+    ``step > epoch * steps_per_epoch``); ``seconds``: time spent in training steps (validation and
+    checkpoints excluded); ``images_seen``: training images over all processes.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    seconds: float = 0.0
+    images_seen: int = 0
+
+
+@dataclass
+class EpochTally:
+    """Running sums of one epoch's training steps in this process, from clock ``start`` on.
+
+    ``loss_sum`` = sum_b loss_b * |b| and ``correct`` = sum_b #(argmax logits = target) over the
+    batches b, ``seen`` = sum_b |b|; ``first_loss``: the epoch's first step loss, averaged over the
+    processes.
+    """
+
+    start: float
+    loss_sum: float = 0.0
+    correct: float = 0
+    seen: float = 0
+    first_loss: float | None = None
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, context: DistContext,
+            device: torch.device) -> None:
+        """Count one step: ``loss`` (scalar), ``logits`` (B, classes), ``targets`` (B,)."""
+        self.loss_sum += loss.item() * len(targets)
+        self.correct += (logits.argmax(1) == targets).sum().item()
+        self.seen += len(targets)
+        if self.first_loss is None:
+            self.first_loss = context.sum([loss.item()], device)[0] / context.world_size
+
+    def status(self, world_size: int) -> str:
+        """The progress line: mean loss, top-1 and images per second of the epoch so far."""
+        elapsed = time.perf_counter() - self.start
+        return (f"loss {self.loss_sum / self.seen:.3f}  acc {self.correct / self.seen:.1%}  "
+                f"{self.seen * world_size / elapsed:.1f} img/s")
+
+    def reduce(self, context: DistContext, device: torch.device) -> None:
+        """Replace the sums by their totals over all processes."""
+        self.loss_sum, self.correct, self.seen = context.sum([self.loss_sum, self.correct, self.seen], device)
+
+
+@dataclass
+class SideSeconds:
+    """Seconds this process spends besides training steps: validation and checkpoints in all
+    (``total``), and the last checkpoint's (``last_checkpoint``, the budget's guess for the next)."""
+
+    total: float = 0.0
+    last_checkpoint: float = 0.0
+
+
 def train(config: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or resume) training as configured; write everything under ``config.out``.
 
@@ -206,39 +270,38 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         shutdown_distributed(context)
 
 
-def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: DistContext) -> RunResult:
-    run_dir = Path(config.out)
-    say = console.print if context.is_main else (lambda *args, **kwargs: None)
+def run_config(config: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+    """The configuration to run: a resumed run's saved one (a budgeted run keeps the length it
+    fixed; otherwise ``config.epochs`` may extend it), else ``config`` for a folder without a run."""
     if resume:
         if not (run_dir / "config.json").is_file() or not (run_dir / "checkpoint").is_dir():
             raise HnfError(f"{run_dir}: no run to resume (expected config.json and checkpoint/ there)")
         saved = json.loads((run_dir / "config.json").read_text())
-        # a budgeted run keeps the length it fixed (saved); otherwise --epochs may extend the run
-        config = TrainConfig(**{**saved, "epochs": saved["epochs"] if saved.get("time_budget_s") else config.epochs})
-    elif (run_dir / "checkpoint").exists():
+        return TrainConfig(**{**saved, "epochs": saved["epochs"] if saved.get("time_budget_s") else config.epochs})
+    if (run_dir / "checkpoint").exists():
         raise HnfError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    return config
+
+
+def checked_options(config: TrainConfig, world_size: int) -> tuple[str, float, float]:
+    """Refuse options that cannot run, before anything is written; return the run's
+    (normalisation, mean, std) (:func:`resolve_normalisation`)."""
     if config.normalisation not in (*NORMALISATIONS, "auto"):
         raise HnfError(f"normalisation must be one of auto, {', '.join(NORMALISATIONS)}, got {config.normalisation!r}")
     if config.trunk_bn not in TRUNK_BN:
         raise HnfError(f"trunk_bn must be one of {', '.join(TRUNK_BN)}, got {config.trunk_bn!r}")
-    normalisation, mean, std = resolve_normalisation(config)
+    resolved = resolve_normalisation(config)
     check_views(config.tta_views)  # before training, not after it
     if config.balance_weight < 0:
         raise HnfError(f"balance_weight must be >= 0, got {config.balance_weight}")
-    if config.batch_size % context.world_size:
-        raise HnfError(f"batch size {config.batch_size} is not divisible by the {context.world_size} processes")
-    local_batch = config.batch_size // context.world_size
-    device = pick_device(config.device)  # before the run folder: a device this machine lacks writes nothing
-    if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", asdict(config))
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    if device.type == "cuda" and context.active:
-        device = torch.device("cuda", context.local_rank)
-    amp_dtype = autocast_dtype(config.precision, device)
+    if config.batch_size % world_size:
+        raise HnfError(f"batch size {config.batch_size} is not divisible by the {world_size} processes")
+    return resolved
 
-    # data: rank 0 makes (or reuses) the split and saves it in the run folder; the others read it
+
+def run_data(config: TrainConfig, run_dir: Path, resume: bool, context: DistContext, say: Callable[..., None]) -> RunData:
+    """The run's images and split: rank 0 makes (or reuses) the split and saves it in the run
+    folder, the other processes read it there; problems and class-count warnings are said."""
     split_file = run_dir / "split.json" if resume else (Path(config.split) if config.split else None)
     if context.is_main:
         run = prepare_run_data(Path(config.data), split_file, run_dir, config.seed, config.test_fraction, config.val_fraction,
@@ -255,6 +318,145 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         say(f"[yellow]warning:[/yellow] {enlarging}")
     for warning in pixel_size_warnings(run.scales, config.pixel_size_nm, config.resize):
         say(f"[yellow]warning:[/yellow] {warning}")
+    return run
+
+
+def resume_state(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                 context: DistContext) -> TrainState:
+    """Load the last checkpoint's weights into ``model``, its optimizer and RNG states, and
+    return its counters; rank 0 drops the log records of epochs after it."""
+    loaded, saved_meta = load_checkpoint(run_dir / "checkpoint", map_location=device)
+    model.load_state_dict(loaded.state_dict())
+    counters = load_train_state(run_dir / "checkpoint", saved_meta, optimizer)
+    state = TrainState(counters["step"], counters["epoch"], counters["seconds"], counters["images_seen"])
+    if context.is_main:
+        keep_epochs_up_to(run_dir / "metrics.jsonl", state.epoch)
+    return state
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, factor: float) -> None:
+    """Every group's learning rate: ``lr * lr_scale * factor`` (the schedule's :func:`lr_factor`)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0) * factor
+
+
+def forward(model: torch.nn.Module, images: torch.Tensor, balance_weight: float) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Logits (B, classes) of ``images`` and the weighted gate-balance regulariser
+    ``balance_weight * (E * sum_e mean(w_e)^2 - 1)`` (DESIGN.md 2.1.5; 0.0 when the weight is 0)."""
+    if balance_weight > 0:
+        logits, features = model(images, return_explain=True)
+        return logits, balance_weight * features.balance_loss
+    return model(images), 0.0
+
+
+@contextmanager
+def out_of_memory_advice(config: TrainConfig, device: torch.device, run_dir: Path) -> Iterator[None]:
+    """Turn a batch that does not fit in memory into :func:`out_of_memory_error`; other errors pass."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise out_of_memory_error(config, device, run_dir, err) from None
+
+
+def write_checkpoint(run_dir: Path, model: torch.nn.Module, meta: CheckpointMeta, optimizer: torch.optim.Optimizer,
+                     state: TrainState, context: DistContext) -> float:
+    """Rank 0 writes ``run_dir/checkpoint`` (weights, optimizer, RNG states, ``state``); every
+    process waits for it. Returns the seconds it took."""
+    began = time.perf_counter()
+    meta.epoch, meta.step = state.epoch, state.step
+    if context.is_main:
+        save_checkpoint(run_dir / "checkpoint", model, meta, optimizer, asdict(state))
+    context.barrier()
+    return time.perf_counter() - began
+
+
+def validate_and_log(model: torch.nn.Module, val_loader: Iterable, device: torch.device, amp_dtype: torch.dtype | None,
+                     classes: list[str], state: TrainState, tally: EpochTally, lr: float, log: Path) -> dict[str, Any]:
+    """Score the validation side after an epoch and append the epoch's record to ``log``
+    (``metrics.jsonl``): training loss and top-1 of the (reduced) ``tally``, validation loss,
+    top-1 and macro-F1, images per second since the epoch began, training seconds so far."""
+    validation = predict_loader(model, val_loader, device, amp_dtype)
+    val = score(validation.probs, validation.labels, classes)
+    record = {
+        "epoch": state.epoch, "step": state.step, "lr": lr,
+        "train_loss": tally.loss_sum / max(tally.seen, 1), "train_top1": tally.correct / max(tally.seen, 1),
+        "first_step_loss": tally.first_loss,
+        "val_loss": validation.loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
+        "images_per_s": tally.seen / max(time.perf_counter() - tally.start, 1e-9), "seconds": state.seconds,
+    }
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    return record
+
+
+def replan(budget: EpochBudget, config: TrainConfig, state: TrainState, side: SideSeconds, validation_start: float,
+           train_end: float, train_s: float, context: DistContext, device: torch.device, run_dir: Path,
+           say: Callable[..., None]) -> TrainConfig:
+    """The budget's plan after this epoch (:meth:`EpochBudget.plan`; rank 0's, on every process),
+    as the config to go on with; a changed plan is saved in ``run_dir/config.json``.
+
+    The epoch's time besides training is its validation (since clock ``validation_start``) plus
+    a checkpoint as long as the last one; the time spent is training, earlier validation and
+    checkpoints, and that.
+    """
+    other = time.perf_counter() - validation_start + side.last_checkpoint
+    spent = state.seconds + side.total + other
+    planned = budget.plan(state.epoch, state.step, config.epochs, spent, train_end, train_s, other)
+    planned = round(context.sum([planned if context.is_main else 0], device)[0])  # rank 0's plan
+    if planned == config.epochs:
+        return config
+    config = replace(config, epochs=planned)
+    if context.is_main:
+        atomic_write_json(run_dir / "config.json", asdict(config))
+    say(f"time budget {config.time_budget_s:.0f} s, {spent:.0f} s spent: {planned} epochs")
+    return config
+
+
+def evaluate_test(model: torch.nn.Module, test_loader: Iterable, device: torch.device, amp_dtype: torch.dtype | None,
+                  config: TrainConfig, classes: list[str], state: TrainState, run_dir: Path) -> dict[str, Any]:
+    """Score the test side once (with ``config.tta_views`` views) and write ``metrics.json``,
+    ``confusion.png`` and ``confusion.json``; return the metrics."""
+    test = predict_loader(model, test_loader, device, amp_dtype, config.tta_views)
+    metrics = score_predictions(test, classes)
+    metrics.update(
+        split="test", test_loss=test.loss, model=config.model, epochs=state.epoch,
+        train_seconds=state.seconds, train_images_per_s=state.images_seen / max(state.seconds, 1e-9),
+        checkpoint="checkpoint", **peak_memory(device),
+    )
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    plot_confusion(metrics, run_dir / "confusion.png")
+    atomic_write_text(run_dir / "confusion.json", json.dumps({"classes": metrics["classes"], "matrix": metrics["confusion_matrix"]}) + "\n")
+    return metrics
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """``say`` on the processes other than rank 0."""
+
+
+def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: DistContext) -> RunResult:
+    # -----------------------------------------------------------------------------
+    # settings: a resumed run's own config; every option checked before the run folder is written
+    run_dir = Path(config.out)
+    say = console.print if context.is_main else _quiet
+    config = run_config(config, run_dir, resume)
+    normalisation, mean, std = checked_options(config, context.world_size)
+    local_batch = config.batch_size // context.world_size
+    device = pick_device(config.device)  # before the run folder: a device this machine lacks writes nothing
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", asdict(config))
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    if device.type == "cuda" and context.active:
+        device = torch.device("cuda", context.local_rank)
+    amp_dtype = autocast_dtype(config.precision, device)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+
+    # -----------------------------------------------------------------------------
+    # data
+    run = run_data(config, run_dir, resume, context, say)
     train_loader, val_loader, test_loader, sampler = build_loaders(
         run, config.img_size, config.resize, local_batch, config.seed, config.crop_band,
         config.workers, pin_memory=device.type == "cuda", num_replicas=context.world_size, rank=context.rank,
@@ -265,7 +467,8 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         f"device {device}{f' x {context.world_size} processes' if context.active else ''}, {'bf16' if amp_dtype else 'fp32'}"
     )
 
-    # model, optimizer, schedule
+    # -----------------------------------------------------------------------------
+    # model, optimizer, schedule, loss
     model = build_classifier(
         config.model, len(run.classes), img_size=config.img_size, class_names=run.classes, **config.model_overrides
     ).to(device)
@@ -283,130 +486,81 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
         preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band, normalisation,
                                     config.pixel_size_nm),
     )
-    step, epoch, seconds, images_seen = 0, 0, 0.0, 0
+    state = TrainState()
     if resume:
-        loaded, saved_meta = load_checkpoint(run_dir / "checkpoint", map_location=device)
-        model.load_state_dict(loaded.state_dict())
-        counters = load_train_state(run_dir / "checkpoint", saved_meta, optimizer)
-        step, epoch = counters["step"], counters["epoch"]
-        seconds, images_seen = counters["seconds"], counters["images_seen"]
-        if context.is_main:
-            keep_epochs_up_to(run_dir / "metrics.jsonl", epoch)
-        say(f"resuming at epoch {epoch + 1}, step {step}")
+        state = resume_state(run_dir, model, optimizer, device, context)
+        say(f"resuming at epoch {state.epoch + 1}, step {state.step}")
     trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if context.active else model
     if config.compile:
         trained = torch.compile(trained)  # shares its parameters with ``model``, which evaluates and saves
         say("torch.compile: the first training steps compile the model (minutes on a CPU)")
-
-    def checkpoint() -> None:
-        meta.epoch, meta.step = epoch, step
-        if context.is_main:
-            counters = {"step": step, "epoch": epoch, "seconds": seconds, "images_seen": images_seen}
-            save_checkpoint(run_dir / "checkpoint", model, meta, optimizer, counters)
-        context.barrier()
-
-    interrupted = False
-    # besides training (``seconds``): validation and checkpoint time in this process; the last checkpoint's
-    other_seconds = last_checkpoint_seconds = 0.0
     budget = EpochBudget(config.time_budget_s, config.warmup_epochs, steps_per_epoch) if config.time_budget_s else None
+    side = SideSeconds()
+
+    # -----------------------------------------------------------------------------
+    # training: epochs of steps, each epoch then validated, logged, re-planned and checkpointed
+    interrupted = False
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), console=console, transient=False, disable=not context.is_main,
     ) as progress:
-        while epoch < config.epochs and not interrupted:
+        while state.epoch < config.epochs and not interrupted:
             trained.train()
-            set_trunk_mode(model, frozen=epoch < config.trunk_frozen_epochs, bn_frozen=config.trunk_bn == "frozen")
-            done_in_epoch = step - epoch * steps_per_epoch
-            sampler.set_epoch(epoch, skip=done_in_epoch * local_batch)
-            task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, completed=done_in_epoch, status="")
-            loss_sum, correct, seen, first_loss, start = 0.0, 0, 0, None, time.perf_counter()
+            set_trunk_mode(model, frozen=state.epoch < config.trunk_frozen_epochs, bn_frozen=config.trunk_bn == "frozen")
+            done_in_epoch = state.step - state.epoch * steps_per_epoch
+            sampler.set_epoch(state.epoch, skip=done_in_epoch * local_batch)
+            task = progress.add_task(f"epoch {state.epoch + 1}/{config.epochs}", total=steps_per_epoch, completed=done_in_epoch, status="")
+            tally = EpochTally(time.perf_counter())
             for images, targets in train_loader:
-                images = images.to(device, non_blocking=True)
-                targets = targets.to(device, non_blocking=True)
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * group.get("lr_scale", 1.0) * lr_factor(step, warmup_steps, total_steps)
-                try:
-                    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                        if config.balance_weight > 0:  # the gate-balance regulariser (DESIGN.md 2.1.5)
-                            logits, features = trained(images, return_explain=True)
-                            balance = config.balance_weight * features.balance_loss
-                        else:
-                            logits, balance = trained(images), 0.0
+                images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                set_lr(optimizer, config.lr, lr_factor(state.step, warmup_steps, total_steps))
+                with out_of_memory_advice(config, device, run_dir):
+                    with autocast():
+                        logits, balance = forward(trained, images, config.balance_weight)
                     loss = loss_fn(logits.float(), targets) + balance
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                except (torch.OutOfMemoryError, RuntimeError) as err:
-                    if not is_out_of_memory(err):
-                        raise
-                    raise out_of_memory_error(config, device, run_dir, err) from None
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
-                step += 1
+                state.step += 1
+
                 if budget is not None:
-                    budget.after_step(step)
-                loss_sum += loss.item() * len(targets)
-                correct += (logits.argmax(1) == targets).sum().item()
-                seen += len(targets)
-                if first_loss is None:
-                    first_loss = context.sum([loss.item()], device)[0] / context.world_size
-                elapsed = time.perf_counter() - start
-                progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}  acc {correct / seen:.1%}  {seen * context.world_size / elapsed:.1f} img/s")
-                if context.any(flag["stop"], device):
+                    budget.after_step(state.step)
+                tally.add(loss, logits, targets, context, device)
+                progress.update(task, advance=1, status=tally.status(context.world_size))
+                if context.any(flag["stop"], device):  # the first SIGINT on any process: all stop here
                     interrupted = True
                     break
             train_end = time.perf_counter()
-            seconds += train_end - start
-            loss_sum, correct, seen = context.sum([loss_sum, correct, seen], device)
-            images_seen += int(seen)
+            state.seconds += train_end - tally.start
+            tally.reduce(context, device)
+            state.images_seen += int(tally.seen)
             if interrupted:
-                checkpoint()
-                say(f"stopped at step {step}; checkpoint written; continue with --resume")
+                write_checkpoint(run_dir, model, meta, optimizer, state, context)
+                say(f"stopped at step {state.step}; checkpoint written; continue with --resume")
                 break
-            epoch += 1
-            other_start = time.perf_counter()
-            if context.is_main:
-                validation = predict_loader(model, val_loader, device, amp_dtype)
-                val = score(validation.probs, validation.labels, run.classes)
-                record = {
-                    "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                    "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1), "first_step_loss": first_loss,
-                    "val_loss": validation.loss, "val_top1": val["top1"], "val_macro_f1": val["macro_f1"],
-                    "images_per_s": seen / max(time.perf_counter() - start, 1e-9), "seconds": seconds,
-                }
-                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
-                    log.write(json.dumps(record) + "\n")
-                progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {val['top1']:.1%}")
-            if budget is not None:
-                # this epoch's validation, and its checkpoint as long as the last one took
-                other = time.perf_counter() - other_start + last_checkpoint_seconds
-                spent = seconds + other_seconds + other
-                planned = budget.plan(epoch, step, config.epochs, spent, train_end, train_end - start, other)
-                planned = round(context.sum([planned if context.is_main else 0], device)[0])  # rank 0's plan
-                if planned != config.epochs:
-                    config = replace(config, epochs=planned)
-                    total_steps = config.epochs * steps_per_epoch
-                    if context.is_main:
-                        atomic_write_json(run_dir / "config.json", asdict(config))
-                    say(f"time budget {config.time_budget_s:.0f} s, {spent:.0f} s spent: {planned} epochs")
-            checkpoint_start = time.perf_counter()
-            checkpoint()
-            last_checkpoint_seconds = time.perf_counter() - checkpoint_start
-            other_seconds += time.perf_counter() - other_start
 
+            state.epoch += 1
+            validation_start = time.perf_counter()
+            if context.is_main:
+                record = validate_and_log(model, val_loader, device, amp_dtype, run.classes, state, tally,
+                                          optimizer.param_groups[0]["lr"], run_dir / "metrics.jsonl")
+                progress.update(task, status=f"loss {record['train_loss']:.3f}  val top-1 {record['val_top1']:.1%}")
+            if budget is not None:
+                config = replan(budget, config, state, side, validation_start, train_end, train_end - tally.start,
+                                context, device, run_dir, say)
+                total_steps = config.epochs * steps_per_epoch
+            side.last_checkpoint = write_checkpoint(run_dir, model, meta, optimizer, state, context)
+            side.total += time.perf_counter() - validation_start
+
+    # -----------------------------------------------------------------------------
+    # curves, and the test side once, after the last epoch
     metrics: dict[str, Any] = {}
     if context.is_main and (run_dir / "metrics.jsonl").exists():
         plot_curves([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
     if context.is_main and not interrupted:
-        test = predict_loader(model, test_loader, device, amp_dtype, config.tta_views)
-        metrics = score_predictions(test, run.classes)
-        metrics.update(
-            split="test", test_loss=test.loss, model=config.model, epochs=epoch,
-            train_seconds=seconds, train_images_per_s=images_seen / max(seconds, 1e-9),
-            checkpoint="checkpoint", **peak_memory(device),
-        )
-        atomic_write_json(run_dir / "metrics.json", metrics)
-        plot_confusion(metrics, run_dir / "confusion.png")
-        atomic_write_text(run_dir / "confusion.json", json.dumps({"classes": metrics["classes"], "matrix": metrics["confusion_matrix"]}) + "\n")
+        metrics = evaluate_test(model, test_loader, device, amp_dtype, config, run.classes, state, run_dir)
     context.barrier()
-    return RunResult(run_dir, metrics, epoch, interrupted, seconds, images_seen / max(seconds, 1e-9))
+    images_per_s = state.images_seen / max(state.seconds, 1e-9)
+    return RunResult(run_dir, metrics, state.epoch, interrupted, state.seconds, images_per_s)
