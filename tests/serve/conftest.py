@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,3 +58,44 @@ def small_limits_client(predictor: Predictor):
 def synth_pngs() -> list[tuple[str, bytes]]:
     """Ten synthetic micrographs (one per class, 256 px) as PNG files."""
     return [(f"class{c}.png", encode_png(synth_image(1, c, 0, 256)[0])) for c in range(10)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(checkpoint: Path, tmp_path: Path, options: Sequence[str] = ()) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``hnf serve`` in a process of its own on a free port, up and answering ``/healthz``;
+    yields ``(process, url)``, stops it with SIGINT and asserts a clean exit (log in tmp_path)."""
+    port = _free_port()
+    hnf = Path(sys.executable).with_name("hnf")
+    command = [str(hnf), "serve", "--checkpoint", str(checkpoint), "--port", str(port), *options]
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            client = Client(url, timeout=10)
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if client.get("/healthz").status == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "hnf serve did not come up"
+                time.sleep(0.2)
+            yield proc, url
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, log_path.read_text()

@@ -182,6 +182,9 @@ def serve_command(
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body in MB.")] = 50.0,
     max_pixels: Annotated[int, typer.Option(help="Largest pixel count per image (decompression bombs).")] = 100_000_000,
     max_files: Annotated[int, typer.Option(min=1, help="Most files per request.")] = 64,
+    max_request_pixels: Annotated[int, typer.Option(
+        min=1, help="Most pixels the images of one request may declare together (refused before decoding).")] = 200_000_000,
+    decode_slots: Annotated[int, typer.Option(min=1, help="Images decoded at once across all requests.")] = 2,
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:1, ...")] = "auto",
 ) -> None:
@@ -191,6 +194,6 @@ def serve_command(
     from hnf.serve import ServeSettings, run_server
 
     torch.set_num_threads(threads)
-    settings = ServeSettings(int(max_upload_mb * 1024 * 1024), max_pixels, max_files)
+    settings = ServeSettings(int(max_upload_mb * 1024 * 1024), max_pixels, max_files, max_request_pixels, decode_slots)
     typer.echo(f"hnf serve: http://{host}:{port}/ (API docs at /docs)", err=True)
     run_server(str(checkpoint), host, port, settings, device=device)

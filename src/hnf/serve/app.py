@@ -14,8 +14,14 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 
 Limits: the request body (``max_upload_bytes``, default 50 MB; 413), the pixel count declared in
 an image's header (``max_pixels``, default and ceiling :data:`hnf.data.reading.MAX_PIXELS`; 413,
-checked before decoding, so decompression bombs are refused cheaply), the number of files per
-request (``max_files``; 413). The type is sniffed from the first bytes (JPEG, PNG, BMP, TIFF;
+checked before decoding, so decompression bombs are refused cheaply), the pixels all images of
+one request declare together (``max_request_pixels``, default 200 million; 413 for the whole
+request, before anything is decoded), the number of files per request (``max_files``; 413).
+Memory: at most ``decode_slots`` images (default 2) are decoded at once across all requests,
+and each image's full-resolution array is dropped as soon as its model input is made (kept only
+for an explanation). Decoding one 8-bit image of P pixels peaks at about 8P bytes (the decoded
+file, its copies on the way to float32, the float32 grey image), so the defaults bound decoding
+to about 2 GB whatever the requests. The type is sniffed from the first bytes (JPEG, PNG, BMP, TIFF;
 otherwise 415), never taken from the file name. Undecodable images give 422. Every error is JSON:
 ``{"error": message, "status": code}``.
 
@@ -25,9 +31,11 @@ lock on per-request tensors; the app holds no mutable state besides read-only me
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +55,8 @@ from hnf.predict import Prediction, Predictor, flops_per_image
 
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_FILES = 64
+DEFAULT_MAX_REQUEST_PIXELS = 200_000_000
+DEFAULT_DECODE_SLOTS = 2
 
 _SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
     (b"\xff\xd8\xff", ".jpg", "JPEG"),
@@ -68,7 +78,7 @@ def sniff_image_type(head: bytes) -> tuple[str, str] | None:
 
 
 class UploadError(Exception):
-    """One uploaded file was refused: an HTTP status and a message for the user."""
+    """An uploaded file, or a whole request, was refused: an HTTP status and a message for the user."""
 
     def __init__(self, status: int, message: str) -> None:
         self.status, self.message = status, message
@@ -120,9 +130,13 @@ def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
 
 @dataclass
 class ServeSettings:
+    """The service's limits (see the module docstring)."""
+
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = MAX_PIXELS
     max_files: int = DEFAULT_MAX_FILES
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    decode_slots: int = DEFAULT_DECODE_SLOTS
 
 
 def class_description(name: str) -> str | None:
@@ -137,8 +151,9 @@ def class_description(name: str) -> str | None:
     return str(found.entries[0]["text"])
 
 
-def _check_pixels(data: bytes, filename: str, max_pixels: int) -> None:
-    """Refuse an image whose header declares more than ``max_pixels`` (before decoding)."""
+def _check_pixels(data: bytes, filename: str, max_pixels: int) -> int:
+    """Refuse an image whose header declares more than ``max_pixels`` (before decoding); return
+    the pixels it declares (0 for a header PIL cannot read: the reader reports that file)."""
     from PIL import Image
 
     try:
@@ -154,11 +169,12 @@ def _check_pixels(data: bytes, filename: str, max_pixels: int) -> None:
             f"the limit is {max_pixels:,} pixels)"
         ) from None
     except Exception:  # noqa: BLE001 - undecodable headers are reported by the reader below
-        return
+        return 0
     if width * height > max_pixels:
         raise UploadError(
             413, f"{filename}: {width}x{height} pixels exceeds the limit of {max_pixels:,} pixels"
         )
+    return width * height
 
 
 def _result_json(row: Prediction, predictor: Predictor, explain: bool) -> dict[str, Any]:
@@ -186,32 +202,58 @@ def _result_json(row: Prediction, predictor: Predictor, explain: bool) -> dict[s
     return result
 
 
+def _screen_upload(filename: str, data: bytes, max_pixels: int) -> tuple[str, int]:
+    """The suffix of an upload's sniffed type and the pixels its header declares; raises
+    :class:`UploadError` for an empty, unsupported or too large file."""
+    if not data:
+        raise UploadError(400, f"{filename}: empty file (0 bytes)")
+    kind = sniff_image_type(data[:16])
+    if kind is None:
+        raise UploadError(415, f"{filename}: not a supported image (its content is not JPEG, PNG, BMP or TIFF)")
+    return kind[0], _check_pixels(data, filename, max_pixels)
+
+
 def predict_uploads(predictor: Predictor, settings: ServeSettings, uploads: list[tuple[str, bytes]],
-                    top_k: int, explain: bool) -> list[dict[str, Any]]:
-    """Results for ``(filename, bytes)`` uploads (the blocking part of ``POST /v1/predict``)."""
+                    top_k: int, explain: bool, decode_slots: threading.Semaphore | None = None,
+                    ) -> list[dict[str, Any]]:
+    """Results for ``(filename, bytes)`` uploads (the blocking part of ``POST /v1/predict``).
+
+    Every header is screened first; when the images together declare more than
+    ``settings.max_request_pixels`` the whole request is refused (:class:`UploadError`, 413)
+    before one is decoded. Each decode then holds one of ``decode_slots`` (shared by the app's
+    requests), and keeps the full-resolution image only when ``explain`` needs it."""
     results: list[dict[str, Any] | None] = [None] * len(uploads)
+    screened: list[tuple[int, str, bytes, str]] = []
+    declared = 0
+    for index, (filename, data) in enumerate(uploads):
+        try:
+            suffix, pixels = _screen_upload(filename, data, settings.max_pixels)
+        except UploadError as err:
+            results[index] = {"filename": filename, "error": err.message, "status": err.status}
+            continue
+        screened.append((index, filename, data, suffix))
+        declared += pixels
+    if declared > settings.max_request_pixels:
+        raise UploadError(
+            413, f"{len(screened)} images of {declared:,} pixels in all exceed the limit of "
+            f"{settings.max_request_pixels:,} decoded pixels per request"
+        )
     prepared, names, slots = [], [], []
     with tempfile.TemporaryDirectory(prefix="hnf-serve-") as tmp:
-        for index, (filename, data) in enumerate(uploads):
+        for index, filename, data, suffix in screened:
+            path = Path(tmp) / f"upload-{index}{suffix}"
+            path.write_bytes(data)
             try:
-                if not data:
-                    raise UploadError(400, f"{filename}: empty file (0 bytes)")
-                kind = sniff_image_type(data[:16])
-                if kind is None:
-                    raise UploadError(
-                        415, f"{filename}: not a supported image (its content is not JPEG, PNG, BMP or TIFF)"
-                    )
-                _check_pixels(data, filename, settings.max_pixels)
-                path = Path(tmp) / f"upload-{index}{kind[0]}"
-                path.write_bytes(data)
-                try:
+                with decode_slots or contextlib.nullcontext():
                     item = predictor.prepare(path)
-                except ImageReadError as err:
-                    raise UploadError(err.http_status, f"{filename}: {err.reason}") from None
-                except (HnfError, ValueError, OSError, MemoryError) as err:
-                    raise UploadError(422, f"{filename}: cannot prepare image ({err})") from None
-            except UploadError as err:
-                results[index] = {"filename": filename, "error": err.message, "status": err.status}
+                    if not explain:
+                        item.grey = None  # the full image is only drawn by explanations
+            except ImageReadError as err:
+                results[index] = {"filename": filename, "error": f"{filename}: {err.reason}", "status": err.http_status}
+                continue
+            except (HnfError, ValueError, OSError, MemoryError) as err:
+                results[index] = {"filename": filename, "error": f"{filename}: cannot prepare image ({err})",
+                                  "status": 422}
                 continue
             prepared.append(item)
             names.append(filename)
@@ -227,6 +269,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
 
     settings = settings or ServeSettings()
     settings.max_pixels = min(settings.max_pixels, MAX_PIXELS)
+    if settings.decode_slots < 1:
+        raise ValueError(f"decode_slots must be at least 1, got {settings.decode_slots}")
+    decode_slots = threading.BoundedSemaphore(settings.decode_slots)
     meta = predictor.meta
     pre = meta.preprocessing
     params = sum(p.numel() for p in predictor.model.parameters())
@@ -245,7 +290,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         "model_overrides": dict(meta.model_overrides),
         "preprocessing": {k: getattr(pre, k) for k in ("img_size", "resize", "mean", "std", "in_chans", "crop_band", "normalisation")},
         "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                   "max_files": settings.max_files},
+                   "max_files": settings.max_files, "max_request_pixels": settings.max_request_pixels,
+                   "decode_slots": settings.decode_slots},
     }
 
     app = FastAPI(
@@ -296,9 +342,13 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         uploads = []
         for number, upload in enumerate(files, 1):
             uploads.append((upload.filename or f"file {number}", await upload.read()))
-        results = await run_in_threadpool(
-            predict_uploads, predictor, settings, uploads, min(top_k, len(predictor.classes)), explain
-        )
+        try:
+            results = await run_in_threadpool(
+                predict_uploads, predictor, settings, uploads, min(top_k, len(predictor.classes)), explain,
+                decode_slots,
+            )
+        except UploadError as err:
+            return error_response(err.status, err.message)
         body = {"model": meta.model, "results": results}
         failed = [r for r in results if r.get("error")]
         if results and len(failed) == len(results):
