@@ -5,7 +5,7 @@ Registered configurations: ``hnf_small`` (CPU default) and ``hnf_base`` (paper s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,17 @@ from hnf.models.registry import register_model
 from hnf.models.trunk import Trunk
 
 
-@register_model
+def build_hnf(config: HNFConfig, *, class_names: list[str] | None = None, load_descriptions: bool = True,
+              load_weights: bool = True) -> HNF:
+    """The registry's builder for :class:`HNF` (:class:`~hnf.models.registry.ModelBuilder`).
+
+    ``class_names`` and ``load_descriptions`` do not apply (the config holds the class count);
+    ``load_weights=False`` builds a trunk without its pretrained weights (``trunk_weights="none"``).
+    """
+    return HNF(config if load_weights else replace(config, trunk_weights="none"))
+
+
+@register_model(build_hnf)
 def hnf_small() -> HNFConfig:
     """CPU default: 3.9 M parameters, 1.09 GFLOPs per 1x224x224 image (FlopCounterMode,
     multiply-add = 2; vit_tiny counts 2.1).
@@ -31,7 +41,7 @@ def hnf_small() -> HNFConfig:
     return HNFConfig()
 
 
-@register_model
+@register_model(build_hnf)
 def hnf_base() -> HNFConfig:
     """Paper-scale model for GPUs: 30.5 M parameters, 11.7 GFLOPs per 1x224x224 image;
     d=384, four transformer blocks per scale, rk4 with 4 steps per flow, drop-path 0.1."""
@@ -39,7 +49,7 @@ def hnf_base() -> HNFConfig:
                      drop_path=0.1, drop_rate=0.1)
 
 
-@register_model
+@register_model(build_hnf)
 def hnf_lite0() -> HNFConfig:
     """HNF on EfficientNet-Lite0's ImageNet features (DESIGN.md 2.5): the trunk's stride-8, 16 and
     32 maps (28x28, 14x14, 7x7 at 224 px; 40, 112, 320 channels) are the tokens of the three HNF

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hnf.models.config import ConfigError, HNFConfig
-from hnf.models.hnf import HNF, HNFFeatures
+from hnf.models.hnf import HNF, HNFFeatures, hnf_base, hnf_lite0
 from hnf.models.registry import register_model
 
 
@@ -97,25 +97,37 @@ class HNFLLMConfig(HNFConfig):
         return HNFConfig(**{name: getattr(self, name) for name in HNFConfig.field_names()})
 
 
-@register_model
+def build_hnf_llm(config: HNFLLMConfig, *, class_names: list[str] | None = None, load_descriptions: bool = True,
+                  load_weights: bool = True) -> HNFLLM:
+    """The registry's builder for :class:`HNFLLM` (:class:`~hnf.models.registry.ModelBuilder`).
+
+    ``class_names`` None takes the ten NFFA classes; ``load_weights=False`` builds the trunk (as
+    ``trunk_weights="none"``) and the text encoder without their pretrained weights.
+    """
+    if class_names is None:
+        from hnf.data.synth import SYNTH_CLASSES
+
+        class_names = list(SYNTH_CLASSES)
+    if not load_weights:
+        config = replace(config, trunk_weights="none")
+    return HNFLLM(config, class_names, load_descriptions=load_descriptions, load_encoder_weights=load_weights)
+
+
+@register_model(build_hnf_llm)
 def hnf_llm_small() -> HNFLLMConfig:
     """``hnf_small`` fused with the frozen packaged all-MiniLM-L6-v2 (CPU default)."""
     return HNFLLMConfig()
 
 
-@register_model
+@register_model(build_hnf_llm)
 def hnf_llm_base() -> HNFLLMConfig:
     """``hnf_base`` fused with the text encoder, its last two layers fine-tuned (GPU)."""
-    from hnf.models.hnf import hnf_base
-
     return HNFLLMConfig(**{**vars(hnf_base()), "text_finetune": "last:2", "fusion_heads": 6})
 
 
-@register_model
+@register_model(build_hnf_llm)
 def hnf_llm_lite0() -> HNFLLMConfig:
     """``hnf_lite0`` (EfficientNet-Lite0 trunk) fused with the frozen packaged all-MiniLM-L6-v2."""
-    from hnf.models.hnf import hnf_lite0
-
     return HNFLLMConfig(**vars(hnf_lite0()))
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from hnf.models.config import ConfigError, HNFConfig
 from hnf.models.hnf import HNF
 
 # Component -> module path below ``layers.<i>`` (per scale) or below the model (global).
@@ -51,8 +52,13 @@ def model_report(model: HNF, img_size: int | None = None) -> dict[str, Any]:
     1 x C x S x S image (S = the config's image size unless given); FLOPs from
     ``FlopCounterMode`` (a multiply-add counts 2). ``params`` counts all trainable parameters;
     the components cover every one of them (the scale weights of the read-out go to ``readout``).
+
+    Raises:
+        ConfigError: ``model`` is not an hnf model (a timm baseline has no HNF components).
     """
-    cfg = model.cfg
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(cfg, HNFConfig):
+        raise ConfigError(f"a component report needs an hnf model, not {type(model).__name__}")
     size = img_size or cfg.img_size
     x = torch.zeros(1, cfg.in_chans, size, size)
     was_training = model.training

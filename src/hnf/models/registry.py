@@ -1,54 +1,94 @@
-"""A timm-style model registry: named configurations, built by ``create_model(name, **overrides)``."""
+"""A timm-style model registry: each model name maps to its configuration and its builder.
+
+The registry is a leaf: model modules import it and register themselves when they are imported
+(:mod:`hnf.models` imports them all); it imports no model module. A model module registers a
+function returning its named configuration together with the builder that turns such a
+configuration into a model::
+
+    @register_model(build_hnf)
+    def hnf_small() -> HNFConfig:
+        return HNFConfig()
+
+:func:`hnf.models.factory.create_model` looks the name up here (and falls back to timm for
+names not registered).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
-
-from torch import nn
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hnf.models.config import ConfigError, HNFConfig
 
-_CONFIGS: dict[str, Callable[[], HNFConfig]] = {}
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def register_model(fn: Callable[[], HNFConfig]) -> Callable[[], HNFConfig]:
-    """Decorator: register a function returning an :class:`HNFConfig` under its own name."""
-    _CONFIGS[fn.__name__] = fn
-    return fn
+class ModelBuilder(Protocol):
+    """Builds a model from a registered configuration.
+
+    ``class_names``: the class order of a model that needs the names (text-fused models), None
+    for the builder's default; ``load_descriptions=False``: leave class descriptions to a
+    checkpoint's state; ``load_weights=False``: build pretrained parts without their weights (a
+    checkpoint brings them). Models that need neither ignore them.
+    """
+
+    def __call__(self, config: Any, *, class_names: list[str] | None, load_descriptions: bool,
+                 load_weights: bool) -> nn.Module: ...
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model: its configuration function and its builder."""
+
+    config: Callable[[], HNFConfig]
+    builder: ModelBuilder
+
+
+ConfigFn = TypeVar("ConfigFn", bound=Callable[[], HNFConfig])
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(builder: ModelBuilder) -> Callable[[ConfigFn], ConfigFn]:
+    """Decorator factory: register a function returning an :class:`HNFConfig` under its own name,
+    built by ``builder``. A name registered twice is an error."""
+
+    def register(fn: ConfigFn) -> ConfigFn:
+        if fn.__name__ in _MODELS:
+            raise ConfigError(f"model {fn.__name__!r} is registered twice")
+        _MODELS[fn.__name__] = ModelEntry(fn, builder)
+        return fn
+
+    return register
+
+
+def is_model(name: str) -> bool:
+    """True when ``name`` is a registered hnf model."""
+    return name in _MODELS
 
 
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
-    return sorted(_CONFIGS)
+    return sorted(_MODELS)
+
+
+def _entry(name: str) -> ModelEntry:
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def model_builder(name: str) -> ModelBuilder:
+    """The builder registered for ``name`` (unknown names raise :class:`ConfigError`)."""
+    return _entry(name).builder
 
 
 def get_config(name: str, **overrides: Any) -> HNFConfig:
     """The named configuration with ``overrides`` applied (unknown fields raise :class:`ConfigError`)."""
-    if name not in _CONFIGS:
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    base = _CONFIGS[name]()
+    base = _entry(name).config()
     unknown = set(overrides) - set(type(base).field_names())
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(unknown)} for {name!r}")
     return replace(base, **overrides)
-
-
-def create_model(name: str, class_names: list[str] | None = None, **overrides: Any) -> nn.Module:
-    """Build the named model, e.g. ``create_model("hnf_small", num_classes=3, use_ode=False)``.
-
-    Text-fused models (``hnf_llm_*``) take ``class_names`` (their descriptions are looked up by
-    name); without them they use the ten NFFA classes.
-    """
-    from hnf.models.hnf import HNF
-    from hnf.models.hnf_llm import HNFLLM, HNFLLMConfig
-
-    config = get_config(name, **overrides)
-    if isinstance(config, HNFLLMConfig):
-        if class_names is None:
-            from hnf.data.synth import SYNTH_CLASSES
-
-            class_names = list(SYNTH_CLASSES)
-        return HNFLLM(config, class_names)
-    return HNF(config)
