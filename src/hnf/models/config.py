@@ -10,6 +10,7 @@ from contextlib import suppress
 from dataclasses import dataclass, fields
 
 from hnf.errors import HnfError
+from hnf.models.experts import active_experts, base_experts
 from hnf.models.ode import STEPPERS
 
 ODE_METHODS = tuple(STEPPERS)
@@ -27,6 +28,10 @@ class ConfigError(HnfError):
 @dataclass(frozen=True)
 class HNFConfig:
     """Every choice of the HNF backbone (DESIGN.md 2.1), ablation switches included.
+
+    The experts of every layer are the rows of :data:`hnf.models.experts.EXPERTS`: each base
+    expert (sequence, graph) has its ``use_*`` switch below; the interaction expert, an MLP of the
+    base experts' outputs, is built when at least two base experts are.
 
     Shape:
         in_chans, num_classes, img_size: input channels (1 = grey micrographs), classes, and the
@@ -107,8 +112,10 @@ class HNFConfig:
         problems = []
         if not self.scales:
             problems.append("scales must name at least one patch size")
-        if not (self.use_sequence or self.use_graph):
-            problems.append("use_sequence and use_graph cannot both be False (no expert left)")
+        if not any(getattr(self, spec.flag) for spec in base_experts()):
+            flags = [str(spec.flag) for spec in base_experts()]
+            problems.append(f"{' and '.join(flags)} cannot {'both' if len(flags) == 2 else 'all'} be False "
+                            f"(no expert left)")
         if self.ode_method not in ODE_METHODS:
             problems.append(f"ode_method must be one of {ODE_METHODS}, got {self.ode_method!r}")
         if self.stem not in STEMS:
@@ -137,9 +144,9 @@ class HNFConfig:
 
     @property
     def experts(self) -> tuple[str, ...]:
-        """Names of the experts every HNF layer mixes, in gate order."""
-        names = (("sequence",) if self.use_sequence else ()) + (("graph",) if self.use_graph else ())
-        return names + (("interaction",) if self.use_sequence and self.use_graph else ())
+        """Names of the experts every HNF layer mixes, in gate order
+        (:func:`hnf.models.experts.active_experts`)."""
+        return tuple(spec.name for spec in active_experts(self))
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -9,19 +9,20 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from hnf.models import experts
 from hnf.models.config import ConfigError, HNFConfig
 from hnf.models.hnf import HNF
 
-# Component -> module path below ``layers.<i>`` (per scale) or below the model (global).
-_LAYER_PARTS = {
-    "patch_embed": "patch_embed",
-    "cross_scale": "cross",
-    "attention": "sequence.blocks",
-    "ode": "sequence.ode",
-    "graph": "graph",
-    "interaction": "interaction",
-    "gate": "gate",
-}
+
+def _layer_parts() -> dict[str, str]:
+    """Component -> module path below ``layers.<i>``: the token embedding, the cross-scale
+    exchange, each expert's components (:data:`hnf.models.experts.EXPERTS`, below
+    ``experts.<name>``), the gate."""
+    parts = {"patch_embed": "patch_embed", "cross_scale": "cross"}
+    for spec in experts.EXPERTS:
+        for comp, sub in spec.components:
+            parts[comp] = ".".join(filter(None, ("experts", spec.name, sub)))
+    return {**parts, "gate": "gate"}
 
 
 def _component_modules(model: nn.Module) -> dict[str, list[str]]:
@@ -36,7 +37,7 @@ def _component_modules(model: nn.Module) -> dict[str, list[str]]:
         if f"{prefix}{comp}" in names:
             parts[comp] = [f"{prefix}{comp}"]
     for i in range(len(backbone.layers)):
-        for comp, sub in _LAYER_PARTS.items():
+        for comp, sub in _layer_parts().items():
             if f"{prefix}layers.{i}.{sub}" in names:
                 parts.setdefault(comp, []).append(f"{prefix}layers.{i}.{sub}")
     parts["readout"] = [f"{prefix}readout.{i}" for i in range(len(backbone.readout))]

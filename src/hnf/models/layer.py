@@ -2,47 +2,31 @@
 
 from __future__ import annotations
 
-import torch
-from timm.layers import Mlp
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from hnf.models.attention import SelfAttention
 from hnf.models.config import HNFConfig
+from hnf.models.experts import active_experts
 from hnf.models.gate import ExpertGate
-from hnf.models.graph import GraphExpert
-from hnf.models.ode import BiODE
 from hnf.models.patch_embed import ConvStem, PatchEmbed
 from hnf.models.pooling import area_pool
 from hnf.models.trunk import FeatureTokens
 
 
-class SequenceExpert(nn.Module):
-    """``depth`` transformer blocks (pre-norm self-attention + MLP; the attention kernel chosen per
-    device by :class:`~hnf.models.attention.SelfAttention`), then the bidirectional ODE
-    refinement when ``use_ode``."""
-
-    def __init__(self, cfg: HNFConfig, drop_path: float) -> None:
-        super().__init__()
-        self.blocks = nn.Sequential(*(
-            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, drop_path=drop_path,
-                  attn_layer=SelfAttention)
-            for _ in range(cfg.depth)
-        ))
-        self.ode = (
-            BiODE(cfg.embed_dim, cfg.ode_hidden_ratio, cfg.ode_time, cfg.ode_method,
-                  cfg.ode_steps, cfg.ode_adjoint)
-            if cfg.use_ode else None
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.blocks(x)
-        return self.ode(x) if self.ode is not None else x
-
-
 class CrossScale(nn.Module):
-    """Hierarchical exchange: the previous layer's token grid, area-pooled onto this layer's grid
-    (adaptive average pooling), through a linear map: x <- x + W pool(prev)."""
+    r"""Hierarchical exchange: the previous layer's token grid, area-pooled onto this layer's grid
+    (adaptive average pooling, :func:`~hnf.models.pooling.area_pool`), through a linear map:
+
+    .. math::
+        x \leftarrow x + W \, \mathrm{pool}_{h \times w}(\mathrm{LN}(x_{prev})) + b.
+
+    Args:
+        dim: token width d (the same at every scale).
+
+    Shapes:
+        - **input:** tokens x (B, h*w, d) row-major over ``grid`` (h, w); ``prev`` (B, h'*w', d)
+          row-major over ``prev_grid`` (h', w')
+        - **output:** tokens (B, h*w, d)
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -59,9 +43,25 @@ class CrossScale(nn.Module):
 class HNFLayer(nn.Module):
     """Layer for patch size P: tokens (+ cross-scale input), experts y_e, output sum_e w_e y_e.
 
-    Experts, in gate order: sequence (attention + ODE), graph (k-NN ChebConv), interaction
-    (an MLP of [y_seq, y_graph], present only when both exist). Switched-off parts are not built.
-    Returns tokens (B, N, d), grid (h, w) and gate weights (B, N, E).
+    The experts are the rows of :data:`hnf.models.experts.EXPERTS` that the config switches on
+    (:func:`~hnf.models.experts.active_experts`), held in ``self.experts`` (an ``nn.ModuleDict``
+    in gate order): by default sequence (attention + ODE), graph (k-NN ChebConv) and interaction
+    (an MLP of the base experts' outputs, present only when at least two base experts are).
+    Switched-off parts are not built.
+
+    Args:
+        cfg: the model configuration.
+        patch_size: this layer's patch size P (with a trunk: the stride of its feature map).
+        first: the first (finest) layer has no cross-scale input.
+        drop_path: stochastic-depth rate of the sequence expert's blocks.
+        trunk_channels: channels of this layer's trunk feature map, when the model has a trunk.
+
+    Shapes:
+        - **input:** ``source``: the image (B, C, H, W), the conv stem's feature map
+          (B, stem_channels, H/4, W/4), or the trunk's feature map (B, trunk_channels, H/P, W/P);
+          ``prev``: the previous layer's tokens (B, N', d) and grid (h', w'), or None
+        - **output:** tokens (B, N, d) with N = h*w, row-major over grid (h, w) = (H/P, W/P),
+          the grid, and the gate weights (B, N, E) over the E experts
     """
 
     def __init__(self, cfg: HNFConfig, patch_size: int, first: bool, drop_path: float,
@@ -78,28 +78,18 @@ class HNFLayer(nn.Module):
         else:
             self.patch_embed = PatchEmbed(patch_size, cfg.in_chans, dim, cfg.img_size)
         self.cross = CrossScale(dim) if cfg.cross_scale and not first else None
-        self.sequence = SequenceExpert(cfg, drop_path) if cfg.use_sequence else None
-        self.graph = (
-            GraphExpert(dim, cfg.knn, cfg.cheb_k, cfg.graph_layers) if cfg.use_graph else None
-        )
-        both = cfg.use_sequence and cfg.use_graph
-        self.interaction = Mlp(2 * dim, dim, dim) if both else None
-        self.gate = ExpertGate(dim, len(cfg.experts), learned=cfg.use_gate)
+        specs = active_experts(cfg)
+        num_base = sum(not spec.combines for spec in specs)
+        self.combining = frozenset(spec.name for spec in specs if spec.combines)
+        self.experts = nn.ModuleDict({spec.name: spec.build(cfg, drop_path, num_base) for spec in specs})
+        self.gate = ExpertGate(dim, len(specs), learned=cfg.use_gate)
 
     def forward(self, source: Tensor, prev: tuple[Tensor, tuple[int, int]] | None = None
                 ) -> tuple[Tensor, tuple[int, int], Tensor]:
-        """``source``: the image, the conv stem's feature map when ``cfg.stem == "conv"``, or this
-        layer's trunk feature map when the model has a trunk."""
         x, grid = self.patch_embed(source)
         if self.cross is not None and prev is not None:
             x = self.cross(x, grid, *prev)
-        experts = []
-        if self.sequence is not None:
-            experts.append(self.sequence(x))
-        if self.graph is not None:
-            experts.append(self.graph(x))
-        if self.interaction is not None:
-            experts.append(x + self.interaction(torch.cat(experts, dim=-1)))
-        mixed, weights = self.gate(experts)
+        base = [expert(x) for name, expert in self.experts.items() if name not in self.combining]
+        combined = [expert(x, base) for name, expert in self.experts.items() if name in self.combining]
+        mixed, weights = self.gate(base + combined)
         return mixed, grid, weights
-

@@ -19,6 +19,7 @@ from typing import Any
 from hnf.atomic import atomic_write_text
 from hnf.errors import HnfError
 from hnf.data.splits import Split, load_split, save_split, stratified_group_kfold
+from hnf.models.experts import base_experts
 from hnf.models.factory import BASELINES
 from hnf.models.pretrained import LITE0_WHEEL
 from hnf.models.registry import get_config, list_models
@@ -50,6 +51,9 @@ def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str | None 
     ``backbone_model`` (the "without text" row) defaults to the full model's image side:
     ``hnf_llm_X`` -> ``hnf_X`` (``hnf_llm_lite0`` -> ``hnf_lite0``, on the same trunk).
 
+    The "without <expert>" rows switch off one base expert each, in the order of
+    :data:`hnf.models.experts.EXPERTS` (a combining expert goes with the base experts it reads).
+
     ``overrides`` are the config overrides every row runs with. The one-scale row keeps only the
     full model's finest patch size under them (16 at the design's 224 px, 8 with
     :func:`hnf.models.scales_for_image` at 112 px: the 14x14 grid either way).
@@ -65,8 +69,7 @@ def ablation_grid(full_model: str = "hnf_llm_small", backbone_model: str | None 
     finest_scale = int(((overrides or {}).get("scales") or get_config(base).scales)[0])
     backbone_rows = [
         Variant("without ODE", base, {"use_ode": False}),
-        Variant("without graph expert", base, {"use_graph": False}),
-        Variant("without sequence expert", base, {"use_sequence": False}),
+        *(Variant(f"without {spec.name} expert", base, {spec.flag: False}) for spec in base_experts()),
         Variant("without gate", base, {"use_gate": False}),
         Variant(f"single scale {finest_scale}", base, {"scales": [finest_scale]}),
         Variant("without cross-scale exchange", base, {"cross_scale": False}),
