@@ -7,11 +7,9 @@ timm's :class:`~timm.layers.Attention` computes, per head of width d_h::
 either with PyTorch's fused ``scaled_dot_product_attention`` (SDPA) or as the explicit product
 (two batched matrix products and a softmax). The two are the same function; their speed is not.
 On the CPU under bf16 autocast, SDPA's flash kernel is slow in the backward pass for the short
-sequences of HNF's scales (16 to 196 tokens): a transformer block's forward and backward took
-0.74x to 0.78x the time with the explicit product, and a whole hnf_llm_small training step 0.91x
-(``bench/bench_attention.py`` on a CPU with avx512_bf16, BENCHMARKS.md). In fp32 on the CPU the
-two are within a few percent of each other (either way, between runs), and on a GPU SDPA is the
-one to use, so only that one case changes.
+sequences of HNF's scales (16 to 196 tokens), and the explicit product is faster there
+(``bench/bench_attention.py``, BENCHMARKS.md). In fp32 on the CPU the two are level, and on a
+GPU SDPA is the one to use, so only that one case changes.
 """
 
 from __future__ import annotations
@@ -29,7 +27,12 @@ def prefers_explicit_attention(x: Tensor) -> bool:
 
 class SelfAttention(Attention):
     """timm's attention (same parameters and state-dict keys), with the kernel chosen per call by
-    :func:`prefers_explicit_attention`; ``Block(..., attn_layer=SelfAttention)`` uses it."""
+    :func:`prefers_explicit_attention`; ``Block(..., attn_layer=SelfAttention)`` uses it.
+
+    Shapes:
+        - **input:** tokens x (B, N, d)
+        - **output:** tokens (B, N, d)
+    """
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
         self.fused_attn = not prefers_explicit_attention(x)

@@ -44,12 +44,8 @@ class HNFConfig:
             P x P pixel patches with a kernel = stride = P convolution. ``"conv"``: a shared
             convolutional stem of stride 4 (two 3x3 stride-2 conv-BN-GELU layers, ``stem_channels``
             channels), then each scale embeds P/4 x P/4 stem cells (kernel = stride = P/4); every
-            patch size must be divisible by 4. On the synthetic micrographs it learned more
-            slowly than raw patches (BENCHMARKS.md: GPU sweep; demo data, 42 epochs, 83.7% against
-            88.0%), so "patch" stays the default. On real micrographs use it with the patch sizes
-            of :func:`scales_for_image`: on uhcs-3class at 112 px, scales (8, 16), hnf_llm_small
-            averages 88.9% over three seeds against resnet18's 86.4% (BENCHMARKS.md, "Real data,
-            where it stands").
+            patch size must be divisible by 4. "patch" is the default; use "conv" with the patch
+            sizes of :func:`scales_for_image` (BENCHMARKS.md compares the two).
         stem_channels: output channels of the conv stem.
         depth: transformer blocks of the sequence expert in each HNF layer.
         num_heads, mlp_ratio: of the transformer blocks.

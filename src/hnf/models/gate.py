@@ -7,10 +7,21 @@ from torch import Tensor, nn
 
 
 class ExpertGate(nn.Module):
-    """w = softmax(W [LN(y_1), ..., LN(y_E)] + b) per token, output sum_e w_e y_e.
+    """The fusion of an HNF layer's experts: w = softmax(W [LN(y_1), ..., LN(y_E)] + b) per token,
+    output sum_e w_e y_e (one LayerNorm shared by the experts).
 
     With ``learned=False`` (or a single expert) there are no parameters and w_e = 1/E (uniform
-    average). Returns the mixed tokens (B, N, d) and the weights (B, N, E).
+    average).
+
+    Args:
+        dim: token width d.
+        num_experts: number E of experts mixed.
+        learned: learn the gate (else the uniform average).
+
+    Shapes:
+        - **input:** ``experts``: E tensors y_e (B, N, d), in gate order
+        - **output:** mixed tokens (B, N, d) and the weights w (B, N, E), float32, summing to 1
+          over E
     """
 
     def __init__(self, dim: int, num_experts: int, learned: bool = True) -> None:

@@ -50,6 +50,17 @@ class ChebConv(nn.Module):
     T_0 = X, T_1 = L~ X, T_k = 2 L~ T_{k-1} - T_{k-2}, with L~ from :func:`scaled_laplacian`.
     The K weight matrices are one linear map of the concatenation [T_0, ..., T_{K-1}] (one GEMM);
     ``weight[:, k*in:(k+1)*in]`` equals PyG's ``lins[k].weight``.
+
+    Args:
+        in_dim: input node features F_in.
+        out_dim: output node features F_out.
+        k: Chebyshev terms K (PyG's ``K``); K = 1 is a plain linear map of the nodes.
+        bias: learn the additive bias b.
+
+    Shapes:
+        - **input:** node features x (B, N, F_in); scaled Laplacian ``lap`` (B, N, N)
+          (:func:`scaled_laplacian`)
+        - **output:** node features (B, N, F_out)
     """
 
     def __init__(self, in_dim: int, out_dim: int, k: int = 3, bias: bool = True) -> None:
@@ -69,7 +80,18 @@ class ChebConv(nn.Module):
 
 class GraphExpert(nn.Module):
     """The graph expert of an HNF layer: a k-NN graph of the (normalised) tokens, then
-    ``layers`` pre-norm residual Chebyshev convolutions, x <- x + GELU(ChebConv(LN(x), L~))."""
+    ``layers`` pre-norm residual Chebyshev convolutions, x <- x + GELU(ChebConv(LN(x), L~)).
+
+    Args:
+        dim: token width d.
+        knn: neighbours k of :func:`knn_graph`.
+        cheb_k: Chebyshev terms K of each :class:`ChebConv`.
+        layers: residual convolutions.
+
+    Shapes:
+        - **input:** tokens x (B, N, d), the graph's nodes
+        - **output:** tokens (B, N, d)
+    """
 
     def __init__(self, dim: int, knn: int = 9, cheb_k: int = 3, layers: int = 2) -> None:
         super().__init__()

