@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
+import pytest
 import predict_support as support  # tests/predict, put on sys.path by conftest.py
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
@@ -119,3 +121,14 @@ def test_fuzzed_uploads_get_an_answer_or_a_clear_4xx(client: Client, item) -> No
     else:
         assert 400 <= reply.status < 500 and reply.body["error"].startswith(f"{name}: "), reply.body
     assert client.get("/healthz").status == 200
+
+
+def test_pixel_size_and_field_of_view_from_the_files_metadata(client: Client, shared_data: Path, synth_pngs) -> None:
+    fei = shared_data / "microscope-tiff" / "fei" / "FEI-Helios-Ebeam-8bits.tif"
+    reply = client.predict([(fei.name, fei.read_bytes()), synth_pngs[0]])
+    assert reply.status == 200, reply.body
+    stated, plain = reply.body["results"]
+    assert stated["pixel_size_m"] == pytest.approx(3.3724e-6)
+    assert stated["band"]["top"] == 442  # the databar's rows from the metadata
+    assert stated["field_of_view_m"] == pytest.approx([stated["width"] * 3.3724e-6, 442 * 3.3724e-6])
+    assert plain["pixel_size_m"] is None and plain["field_of_view_m"] is None

@@ -161,7 +161,8 @@ def test_page_shows_the_api_class_for_an_uploaded_micrograph(server: BackgroundS
             " return { cls: p ? p.textContent : null, error: (c.querySelector('[data-role=error]') || {}).textContent || null,"
             " bars: c.querySelectorAll('.bar').length, overlay: !!c.querySelector('[data-role=overlay]'),"
             " overlayLoaded: (c.querySelector('[data-role=overlay]') || {}).naturalWidth || 0,"
-            " description: (c.querySelector('[data-role=description]') || {}).textContent || '' }; })()",
+            " description: (c.querySelector('[data-role=description]') || {}).textContent || '',"
+            " scale: (c.querySelector('[data-role=scale]') || {}).textContent || null }; })()",
             session,
         )
         browser.wait_for("(document.querySelector('[data-role=overlay]') || {}).complete", session)
@@ -173,4 +174,5 @@ def test_page_shows_the_api_class_for_an_uploaded_micrograph(server: BackgroundS
     assert shown["error"] is None, shown
     assert shown["cls"] == expected["class"]
     assert shown["bars"] == 5 and shown["overlay"] and shown["overlayLoaded"] == 224
+    assert shown["scale"] == "pixel size not stated in the file"
     assert shown["description"].startswith(expected["class"] + ":") and len(shown["description"]) > 100

@@ -6,7 +6,9 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
   ``top_k`` (1 to the number of classes, default 5) and ``explain`` (default false). Returns
   ``{"model", "results": [...]}``, one result per file in upload order: ``filename``, ``class``,
   ``top_k`` (``[{class, prob}]``), ``probabilities`` (class -> prob), ``band`` (``{top, bottom}``
-  or null), ``width``, ``height``, ``mode``, ``error`` (null) and, with ``explain``,
+  or null), ``width``, ``height``, ``mode``, ``pixel_size_m`` and ``field_of_view_m``
+  (``[width, height]`` of the rows above the band, metres; null where the file's metadata states
+  no pixel size), ``error`` (null) and, with ``explain``,
   ``explanation`` (``method``, per-scale expert shares, the model's input and the heat-map
   overlay as PNG data URLs). A file that fails gets ``error`` and ``status`` instead; when every
   file fails the response has the first failure's status (4xx) with ``error`` and ``results``.
@@ -191,6 +193,8 @@ def _result_json(row: Prediction, predictor: Predictor, explain: bool) -> dict[s
         "width": row.width,
         "height": row.height,
         "mode": row.mode,
+        "pixel_size_m": row.pixel_size_m,
+        "field_of_view_m": list(row.field_of_view_m) if row.field_of_view_m is not None else None,
         "error": None,
     }
     if explain and row.explanation is not None:

@@ -65,6 +65,14 @@ const drop = document.getElementById("drop");
 const input = document.getElementById("file-input");
 const cards = document.getElementById("cards");
 
+function lengthText(metres) {  // 3.37e-6 -> "3.37 \u00b5m"
+  const units = [[1e-3, "mm"], [1e-6, "\u00b5m"], [1e-9, "nm"], [1e-12, "pm"]];
+  for (const [size, name] of units) {
+    if (metres >= size) return `${(metres / size).toPrecision(3)} ${name}`;
+  }
+  return `${(metres / 1e-12).toPrecision(3)} pm`;
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -124,6 +132,9 @@ function show(card, result) {
   const band = result.band ? `information band cut (rows ${result.band.top}\u2013${result.band.bottom})`
                            : "no information band found";
   card.append(el("div", {class: "meta"}, `${result.width}\u00d7${result.height} ${result.mode}, ${band}`));
+  card.append(el("div", {class: "meta", "data-role": "scale"}, result.pixel_size_m
+    ? `pixel size ${lengthText(result.pixel_size_m)}, field of view ${lengthText(result.field_of_view_m[0])} \u00d7 ${lengthText(result.field_of_view_m[1])}`
+    : "pixel size not stated in the file"));
   if (ex && ex.scales && ex.scales.length) {
     const parts = ex.scales.map(s => `patch ${s.patch}: ${s.dominant} ` +
       `(${Object.entries(s.experts).map(([k, v]) => k + " " + Math.round(100 * v) + "%").join(", ")})`);
