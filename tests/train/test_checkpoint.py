@@ -147,3 +147,14 @@ def test_a_replaced_training_state_is_refused_by_its_checksum(tmp_path: Path) ->
             load_train_state(folder, loaded_meta, optimizer)
         state.write_bytes(original)
     assert load_train_state(folder, loaded_meta, torch.optim.AdamW(loaded.parameters(), lr=1e-3)) == {"step": 1}
+
+
+def test_a_checkpoint_names_the_files_it_was_built_from_without_their_local_paths(tmp_path: Path) -> None:
+    weights_file = tmp_path / "private" / "folder" / "imagenet.safetensors"
+    model = build_classifier("resnet18", num_classes=3)
+    meta = CheckpointMeta(model="resnet18", classes=["a", "b", "c"],
+                          model_overrides={"weights": str(weights_file), "drop_rate": 0.1})
+    folder = save_checkpoint(tmp_path / "ckpt", model, meta)
+    assert str(tmp_path) not in (folder / "checkpoint.json").read_text()
+    _, loaded = load_checkpoint(folder)  # the weights file is not read again (it never existed)
+    assert loaded.model_overrides == {"weights": "imagenet.safetensors", "drop_rate": 0.1}

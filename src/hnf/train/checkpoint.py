@@ -47,6 +47,21 @@ META_FILE = "checkpoint.json"
 TEXT_ENCODER_DIR = "text-encoder"
 """Folder of a checkpoint with the text encoder's config and tokenizer (its weights are in the
 tensor files); ``model_overrides["text_encoder"]`` names it, relative to the checkpoint."""
+READ_ONCE_OVERRIDES = ("descriptions", "trunk_weights", "weights")
+"""Overrides naming files a checkpoint never reads again (the descriptions live in its extra state,
+pretrained weights in its tensors): saved as the file's name, not its local path."""
+
+
+def _without_local_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with each path in :data:`READ_ONCE_OVERRIDES` cut to its file name
+    (``/home/me/runs/desc.json`` -> ``desc.json``; ``hub``, ``none`` and wheel names stay)."""
+    cleaned = dict(overrides)
+    for key in READ_ONCE_OVERRIDES:
+        value = cleaned.get(key)
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            cleaned[key] = Path(value).name
+    return cleaned
+
 
 
 class CheckpointError(HnfError):
@@ -178,6 +193,7 @@ def save_checkpoint(
 
             save_atomic_dir(directory / TEXT_ENCODER_DIR, text.save_definition)  # never half-written
         meta.model_overrides = {**meta.model_overrides, "text_encoder": TEXT_ENCODER_DIR}
+    meta.model_overrides = _without_local_paths(meta.model_overrides)
     state = model.state_dict()
     frozen = {name: param for name, param in model.named_parameters() if not param.requires_grad}
     weights = {k: v.detach().cpu().contiguous() for k, v in state.items()
