@@ -158,3 +158,29 @@ def test_a_checkpoint_names_the_files_it_was_built_from_without_their_local_path
     assert str(tmp_path) not in (folder / "checkpoint.json").read_text()
     _, loaded = load_checkpoint(folder)  # the weights file is not read again (it never existed)
     assert loaded.model_overrides == {"weights": "imagenet.safetensors", "drop_rate": 0.1}
+
+
+def test_a_checkpoint_with_the_expert_keys_of_older_versions_loads(tmp_path: Path) -> None:
+    import re
+
+    from safetensors.torch import load_file as read_tensors
+    from safetensors.torch import save as write_tensors
+
+    from hnf.train.checkpoint import _sha256
+
+    torch.manual_seed(0)
+    model = build_classifier("hnf_small", num_classes=3, img_size=64, scales=[16, 32])
+    meta = CheckpointMeta("hnf_small", ["a", "b", "c"], {"scales": [16, 32]})
+    meta.preprocessing.img_size = 64
+    folder = save_checkpoint(tmp_path / "ckpt", model, meta)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    current = read_tensors(folder / meta["weights"])
+    older = {re.sub(r"experts\.interaction\.mlp\.", "interaction.", re.sub(r"experts\.(sequence|graph)\.", r"\1.", k)): v
+             for k, v in current.items()}
+    assert any(k.startswith("layers.0.graph.") for k in older) and not any(".experts." in k for k in older)
+    payload = write_tensors(older)
+    (folder / meta["weights"]).write_bytes(payload)
+    (folder / "checkpoint.json").write_text(json.dumps({**meta, "weights_sha256": _sha256(payload)}))
+    loaded, _ = load_checkpoint(folder)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name

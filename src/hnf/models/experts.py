@@ -15,7 +15,8 @@ experts to (B, N, d) and is built when at least two base experts are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -144,3 +145,26 @@ def active_experts(cfg: HNFConfig) -> tuple[ExpertSpec, ...]:
     base = tuple(spec for spec in base_experts() if getattr(cfg, spec.flag))  # type: ignore[arg-type]
     combining = tuple(spec for spec in EXPERTS if spec.combines) if len(base) >= 2 else ()
     return base + combining
+
+
+LEGACY_KEY_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(^|\.)layers\.(\d+)\.(sequence|graph)\."), r"\1layers.\2.experts.\3."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.interaction\."), r"\1layers.\2.experts.interaction.mlp."),
+)
+"""How the state-dict keys of checkpoints written before the experts lived in a table map onto
+today's: ``layers.<i>.sequence|graph.*`` -> ``layers.<i>.experts.<name>.*`` and
+``layers.<i>.interaction.*`` -> ``layers.<i>.experts.interaction.mlp.*`` (also under
+``backbone.`` in the text-fused models)."""
+
+
+def upgrade_state_dict_keys(state: dict[str, object], expected: Iterable[str]) -> dict[str, object]:
+    """``state`` with each key the model does not know renamed by :data:`LEGACY_KEY_RULES`
+    (keys the model knows are kept as they are), so older checkpoints load unchanged."""
+    known = set(expected)
+    upgraded: dict[str, object] = {}
+    for key, value in state.items():
+        if key not in known:
+            for pattern, replacement in LEGACY_KEY_RULES:
+                key = pattern.sub(replacement, key)
+        upgraded[key] = value
+    return upgraded

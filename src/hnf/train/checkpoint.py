@@ -12,6 +12,9 @@ A checkpoint is a folder::
     train-e<epoch>-s<step>.safetensors  optimizer tensors and RNG states (for --resume only)
     train-e<epoch>-s<step>.json         optimizer hyper-parameters, step counters, Python/NumPy RNG
                                      (both training-state files SHA-256-checked like the weights)
+    ood-<sha256[:16]>.safetensors      class means and precision matrix of the unknown-input
+                                     detector fitted at the end of training (``temperature`` and
+                                     ``ood`` in checkpoint.json; :mod:`hnf.trust`)
 
 Tensor files carry the epoch and step in their name and are written before the JSON that points
 at them (each write is atomic), so a crash at any moment leaves the previous checkpoint whole; old
@@ -37,11 +40,12 @@ from safetensors.torch import load_file, save
 from hnf import __version__
 from hnf.atomic import atomic_write_bytes, atomic_write_json
 from hnf.errors import HnfError
+from hnf.models.experts import upgrade_state_dict_keys
 from hnf.models.factory import build_classifier
 
 CHECKPOINT_FORMAT = "hnf-checkpoint/1"
 WRITTEN_FILE = re.compile(r"(model-e\d{4}-s\d{8}\.safetensors|train-e\d{4}-s\d{8}\.(safetensors|json)"
-                          r"|frozen-[0-9a-f]{16}\.safetensors)")
+                          r"|frozen-[0-9a-f]{16}\.safetensors|ood-[0-9a-f]{16}\.safetensors)")
 """Names of the tensor and state files :func:`save_checkpoint` writes (and may remove again)."""
 META_FILE = "checkpoint.json"
 TEXT_ENCODER_DIR = "text-encoder"
@@ -102,6 +106,10 @@ class CheckpointMeta:
     train_state_sha256: str = ""
     train_state_json_sha256: str = ""
     extra_state: dict[str, Any] = field(default_factory=dict)
+    # calibration and unknown-input detector fitted at the end of training (hnf.trust); checkpoints
+    # without them: temperature 1, no detector
+    temperature: float = 1.0
+    ood: dict[str, Any] | None = None
     hnf_version: str = __version__
     format: str = CHECKPOINT_FORMAT
 
@@ -222,7 +230,8 @@ def save_checkpoint(
         meta.train_state_json_sha256 = _sha256(json_payload)
         atomic_write_bytes(directory / f"{meta.train_state}.json", json_payload)
     atomic_write_json(directory / META_FILE, meta.to_json())
-    keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json", meta.frozen_weights}
+    keep = {meta.weights, f"{meta.train_state}.safetensors", f"{meta.train_state}.json", meta.frozen_weights,
+            (meta.ood or {}).get("file")}
     for old in directory.iterdir():
         if WRITTEN_FILE.fullmatch(old.name) and old.name not in keep:  # only what this module wrote
             old.unlink(missing_ok=True)
@@ -285,8 +294,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     except HnfError as err:
         raise CheckpointError(f"{directory}: cannot rebuild model {meta.model!r} ({err})") from None
-    weights: dict[str, Any] = {**_read_weights(directory, meta), **meta.extra_state}
     expected = model.state_dict()
+    weights: dict[str, Any] = upgrade_state_dict_keys({**_read_weights(directory, meta), **meta.extra_state}, expected)
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     wrong_shape = [
