@@ -54,6 +54,9 @@ def predict_command(
     top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 5,
     out: Annotated[Path | None, typer.Option(help="Write the rows to F.csv or F.json.")] = None,
     explain: Annotated[Path | None, typer.Option(help="Write one explanation PNG per image into this folder.")] = None,
+    explain_style: Annotated[str, typer.Option(help=(
+        "summary: the micrograph with the analysed region, the heat map with its colour scale, the top-k and "
+        "the verdict; experts: the same plus, per scale, the attention map and each patch's expert (ML users)."))] = "summary",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:1, ...")] = "auto",
@@ -80,6 +83,8 @@ def predict_command(
     predictor = Predictor.from_checkpoint(checkpoint, device=device, views=tta_views)
     files, missing = collect_inputs(paths)
     rows = [p for p in missing]
+    if explain_style not in ("summary", "experts"):
+        fail(f"--explain-style {explain_style}: expected summary or experts")
     if explain is not None:
         explain.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -87,12 +92,11 @@ def predict_command(
 
     def save_explanation(row) -> None:
         nonlocal written
-        from hnf.explain import render_explanation
+        from hnf.explain import render_prediction
 
         if row.error is not None or row.explanation is None or explain is None:
             return
-        png = render_explanation(row.prepared.grey, row.prepared.view, row.explanation, row.top_k,
-                                 row.path, row.band, predictor.model_name)
+        png = render_prediction(row, predictor.pre, predictor.model_name, explain_style)
         atomic_write_bytes(explain / _explain_name(row.path, used), png)
         row.prepared = None  # free the images once drawn
         written += 1
