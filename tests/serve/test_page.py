@@ -9,7 +9,9 @@ screenshot is saved as ``artifacts/serve_page.png``.
 from __future__ import annotations
 
 import base64
+import csv
 import fcntl
+import io
 import json
 import os
 import queue
@@ -23,6 +25,8 @@ from typing import Any
 import pytest
 
 from hnf.serve.client import BackgroundServer, Client
+
+FEI_TIFF = Path(__file__).resolve().parents[3] / "shared" / "data" / "microscope-tiff" / "fei" / "FEI-Helios-Ebeam-8bits.tif"
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -131,6 +135,24 @@ def _chromium_works() -> bool:
         return False
 
 
+def open_page(browser: DevTools, url: str) -> str:
+    """A new tab on the service's page, loaded and with the model line filled; its session id."""
+    target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    browser.send("Page.enable", session=session)
+    browser.send("Page.navigate", {"url": url + "/"}, session)
+    browser.wait_for("document.readyState === 'complete' && document.getElementById('file-input') !== null", session)
+    browser.wait_for("document.getElementById('model-line').textContent.startsWith('Model ')", session)
+    return session
+
+
+def choose_files(browser: DevTools, session: str, paths: list[Path]) -> None:
+    """Choose ``paths`` in the page's file input, as a user would."""
+    root = browser.send("DOM.getDocument", session=session)["root"]["nodeId"]
+    node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "#file-input"}, session)["nodeId"]
+    browser.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(p) for p in paths]}, session)
+
+
 needs_chromium = pytest.mark.skipif(
     not _chromium_works(), reason=f"Chromium not found at {CHROMIUM}: run `apt-get install -y chromium` (as .ci/run does)"
 )
@@ -146,15 +168,8 @@ def test_page_shows_the_api_class_for_an_uploaded_micrograph(server: BackgroundS
 
     browser = DevTools(tmp_path / "chromium-profile", tmp_path / "chromium.log")
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        browser.send("Page.enable", session=session)
-        browser.send("Page.navigate", {"url": server.url + "/"}, session)
-        browser.wait_for("document.readyState === 'complete' && document.getElementById('file-input') !== null", session)
-        browser.wait_for("document.getElementById('model-line').textContent.startsWith('Model ')", session)
-        root = browser.send("DOM.getDocument", session=session)["root"]["nodeId"]
-        node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "#file-input"}, session)["nodeId"]
-        browser.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(upload)]}, session)
+        session = open_page(browser, server.url)
+        choose_files(browser, session, [upload])
         shown = browser.wait_for(
             "(() => { const c = document.querySelector('[data-role=result][data-done]');"
             " if (!c) return null; const p = c.querySelector('[data-role=predicted-class]');"
@@ -176,3 +191,73 @@ def test_page_shows_the_api_class_for_an_uploaded_micrograph(server: BackgroundS
     assert shown["bars"] == 5 and shown["overlay"] and shown["overlayLoaded"] == 224
     assert shown["scale"] == "pixel size not stated in the file"
     assert shown["description"].startswith(expected["class"] + ":") and len(shown["description"]) > 100
+
+
+CAPTURE_CSV = """(() => {
+  window.__csv = null; window.__download = null;
+  const create = URL.createObjectURL;
+  URL.createObjectURL = blob => { blob.text().then(text => { window.__csv = text; }); return create.call(URL, blob); };
+  HTMLAnchorElement.prototype.click = function () { window.__download = this.download; };
+  document.getElementById("download-csv").click();
+  return true;
+})()"""
+
+
+@needs_chromium
+def test_csv_button_downloads_the_results_shown(server: BackgroundServer, client: Client, synth_pngs,
+                                                tmp_path: Path) -> None:
+    """Three or four files (two synthetic PNGs, the FEI e-beam TIFF with its pixel size where the
+    shared data is present, a broken PNG): the CSV the button builds has one row per file, and
+    its cells are the API's results."""
+    uploads = list(synth_pngs[2:4]) + ([(FEI_TIFF.name, FEI_TIFF.read_bytes())] if FEI_TIFF.exists() else [])
+    uploads.append(("broken, really.png", b"\x89PNG\r\n\x1a\n broken"))
+    for name, data in uploads:
+        (tmp_path / name).write_bytes(data)
+    expected = {}
+    for name, data in uploads:
+        body = client.predict([(name, data)], top_k=5).body
+        expected[name] = body["results"][0] if body.get("results") else {"error": body["error"]}
+
+    browser = DevTools(tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    try:
+        session = open_page(browser, server.url)
+        assert browser.evaluate("document.getElementById('download-csv').disabled", session) is True
+        choose_files(browser, session, [tmp_path / name for name, _ in uploads])
+        browser.wait_for(f"document.querySelectorAll('[data-role=result][data-done]').length === {len(uploads)}",
+                         session)
+        browser.evaluate(CAPTURE_CSV, session)
+        text = browser.wait_for("window.__csv", session)
+        download = browser.evaluate("window.__download", session)
+        again = browser.evaluate("resultsCsv(shownResults)", session)
+    finally:
+        browser.close()
+    assert download == "hnf-results.csv" and text == again
+    rows = list(csv.DictReader(io.StringIO(text)))
+    header = next(csv.reader(io.StringIO(text)))
+    flags = [k for k in ("abstain", "unknown", "ood_score") if any(k in r for r in expected.values())]
+    assert header == ["filename", "class", "probability", "top_k", "band_top", "band_bottom", "pixel_size_m",
+                      "field_of_view_m", *flags, "error"]
+    assert sorted(r["filename"] for r in rows) == sorted(expected)
+    for row in rows:
+        api = expected[row["filename"]]
+        if api.get("error"):
+            assert row["error"] == api["error"] and row["class"] == row["probability"] == row["top_k"] == ""
+            continue
+        assert row["error"] == "" and row["class"] == api["class"]
+        assert float(row["probability"]) == api["top_k"][0]["prob"]
+        top = [entry.rsplit("=", 1) for entry in row["top_k"].split("; ")]
+        assert [(c, float(p)) for c, p in top] == [(e["class"], e["prob"]) for e in api["top_k"]]
+        band = api["band"] or {}
+        assert (row["band_top"], row["band_bottom"]) == (str(band.get("top", "")), str(band.get("bottom", "")))
+        if api["pixel_size_m"] is None:
+            assert row["pixel_size_m"] == row["field_of_view_m"] == ""
+        else:
+            assert float(row["pixel_size_m"]) == api["pixel_size_m"]
+            assert [float(v) for v in row["field_of_view_m"].split(" x ")] == api["field_of_view_m"]
+        if "unknown" in flags:
+            assert row["unknown"] == ("" if api.get("unknown") is None else str(api["unknown"]).lower())
+        if "abstain" in flags:
+            assert row["abstain"] in ("true", "false")  # decided with the page's own minimum confidence
+    if FEI_TIFF.exists():
+        fei = next(r for r in rows if r["filename"] == FEI_TIFF.name)
+        assert float(fei["pixel_size_m"]) == pytest.approx(3.3724e-6)

@@ -4,7 +4,11 @@ Kept as a Python string so it ships with the package without package-data config
 Each dropped file is sent on its own to ``POST /v1/predict?explain=true&top_k=5`` and shown as a
 card: the predicted class, the top-5 bars, the model's input with the heat map over it (a slider
 fades it), the band that was cut, which expert dominated at each scale, and the description of the
-predicted class from ``GET /v1/classes``.
+predicted class from ``GET /v1/classes``. "Download all results (CSV)" saves every result shown
+so far, built in the browser from those JSON results (``resultsCsv``): filename, class,
+probability, top_k (``class=prob`` joined by ``; ``), band_top, band_bottom, pixel_size_m,
+field_of_view_m (``width x height`` in metres), abstain, unknown and ood_score where the results
+carry them, and error.
 """
 
 INDEX_HTML = r"""<!doctype html>
@@ -41,6 +45,7 @@ INDEX_HTML = r"""<!doctype html>
   .desc { font-size: 13px; margin-top: 10px; line-height: 1.4; max-height: 9em; overflow: auto; }
   .error { color: #b00020; font-weight: 600; }
   .status { color: #5d6577; }
+  #download-csv { margin-top: 12px; font-size: 14px; padding: 6px 12px; cursor: pointer; }
   label.fade { font-size: 12px; color: #5d6577; display: block; margin-top: 4px; }
 </style>
 </head>
@@ -56,6 +61,7 @@ INDEX_HTML = r"""<!doctype html>
     bottom is found and cut automatically.</small>
     <input id="file-input" type="file" multiple accept=".jpg,.jpeg,.png,.bmp,.tif,.tiff,image/*" hidden>
   </div>
+  <button id="download-csv" type="button" disabled>Download all results (CSV)</button>
   <div id="cards"></div>
 </main>
 <script>
@@ -64,6 +70,7 @@ const classInfo = {};
 const drop = document.getElementById("drop");
 const input = document.getElementById("file-input");
 const cards = document.getElementById("cards");
+const shownResults = [];  // every result shown, in the order it arrived, with the file's name
 
 function lengthText(metres) {  // 3.37e-6 -> "3.37 \u00b5m"
   const units = [[1e-3, "mm"], [1e-6, "\u00b5m"], [1e-9, "nm"], [1e-12, "pm"]];
@@ -149,6 +156,38 @@ function show(card, result) {
   }
 }
 
+function csvCell(value) {  // RFC 4180: quote cells holding a comma, quote or line break
+  const text = value === null || value === undefined ? "" : String(value);
+  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+function resultsCsv(results) {
+  const flags = ["abstain", "unknown", "ood_score"].filter(k => results.some(r => k in r));
+  const header = ["filename", "class", "probability", "top_k", "band_top", "band_bottom",
+                  "pixel_size_m", "field_of_view_m", ...flags, "error"];
+  const lines = [header.join(",")];
+  for (const r of results) {
+    const top = r.top_k || [];
+    const cells = [r.filename, r.error ? "" : r.class, top.length ? top[0].prob : "",
+                   top.map(e => `${e.class}=${e.prob}`).join("; "),
+                   r.band ? r.band.top : "", r.band ? r.band.bottom : "", r.pixel_size_m,
+                   r.field_of_view_m ? r.field_of_view_m.join(" x ") : "",
+                   ...flags.map(k => r[k] === null || r[k] === undefined ? "" : r[k]), r.error];
+    lines.push(cells.map(csvCell).join(","));
+  }
+  return lines.join("\r\n") + "\r\n";
+}
+
+function downloadCsv() {
+  const blob = new Blob([resultsCsv(shownResults)], {type: "text/csv"});
+  const url = URL.createObjectURL(blob);
+  const link = el("a", {href: url, download: "hnf-results.csv"});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
 async function predictOne(file) {
   const card = el("div", {class: "card", "data-role": "result"},
                   el("h2", {}, file.name), el("div", {class: "status"}, "Classifying\u2026"));
@@ -165,6 +204,10 @@ async function predictOne(file) {
     result = {error: "request failed: " + err};
   }
   show(card, result);
+  shownResults.push({...result, filename: file.name});
+  const button = document.getElementById("download-csv");
+  button.disabled = false;
+  button.textContent = `Download all results (CSV, ${shownResults.length})`;
   card.setAttribute("data-done", "1");
 }
 
@@ -183,6 +226,7 @@ input.addEventListener("change", () => { handle(input.files); input.value = ""; 
 drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over"); handle(e.dataTransfer.files); });
+document.getElementById("download-csv").addEventListener("click", downloadCsv);
 loadInfo();
 </script>
 </body>
