@@ -408,7 +408,7 @@ def _fit_lines(text: str, width_px: float, size: float, renderer: Any, min_size:
     return "\n".join(lines), size
 
 
-def _micrograph_panel(fig: Any, ax: Any, grey: np.ndarray, region: Region, band: Any,
+def _micrograph_panel(ax: Any, grey: np.ndarray, region: Region, band: Any,
                       pixel_size_m: float | None, field_of_view_m: Sequence[float] | None) -> None:
     from matplotlib.patches import Rectangle
 
@@ -557,7 +557,7 @@ def explanation_figure(
     best = top_k[0] if top_k else {"class": "", "prob": float("nan")}
     summary.suptitle(f"{title}\npredicted: {best['class']} ({best['prob']:.1%})", fontsize=11)
     grid = summary.add_gridspec(1, 3, width_ratios=PANEL_RATIOS)
-    _micrograph_panel(summary, summary.add_subplot(grid[0, 0]), grey, region, band, pixel_size_m, field_of_view_m)
+    _micrograph_panel(summary.add_subplot(grid[0, 0]), grey, region, band, pixel_size_m, field_of_view_m)
     _region_panel(summary, summary.add_subplot(grid[0, 1]), view, explanation, region, best["class"], pixel_size_m)
     width_px = SUMMARY_SIZE[0] * DPI * PANEL_RATIOS[2] / sum(PANEL_RATIOS) * 0.9
     _top_k_panel(summary, summary.add_subplot(grid[0, 2]), top_k, verdict, width_px, model_name)
