@@ -46,10 +46,13 @@ def print_metrics(metrics: dict, title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("images", "tta_views", "top1", "top5", "macro_f1", "identity_top1", "identity_macro_f1"):
+    for key in ("images", "tta_views", "top1", "top5", "macro_f1", "identity_top1", "identity_macro_f1",
+                "temperature", "ece_uncalibrated", "ece"):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for row in metrics.get("risk_coverage", []):
+        table.add_row(f"top-1 at {row['coverage']:.0%} coverage", f"{row['accuracy']:.4f}")
     for name, recall in metrics["per_class_recall"].items():
         if recall is None:
             table.add_row(f"recall {name}", "no images of this class here (left out of macro-F1)")
@@ -126,15 +129,26 @@ def evaluate_command(
     split: Annotated[Path | None, typer.Option(help="Evaluate only the test side of this split JSON.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the metrics here.")] = None,
     confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
+    reliability: Annotated[Path | None, typer.Option(help=(
+        "Write the reliability diagram PNG here (default: beside --json as NAME.reliability.png).")
+    )] = None,
+    risk_coverage: Annotated[Path | None, typer.Option(help=(
+        "Write the risk-coverage PNG here (default: beside --json as NAME.risk_coverage.png).")
+    )] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option()] = "auto",
     tta_views: TtaViews = 1,
 ) -> None:
-    """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix."""
+    """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix; expected
+    calibration error before and after the checkpoint's temperature and the risk-coverage curve."""
     from hnf.atomic import atomic_write_json
-    from hnf.train.evaluate import evaluate_checkpoint, plot_confusion
+    from hnf.train.evaluate import evaluate_with_predictions, plot_confusion
+    from hnf.trust import plot_reliability, plot_risk_coverage
 
-    metrics = evaluate_checkpoint(checkpoint, data, split, batch_size, device, tta_views)
+    if json_path is not None:
+        reliability = reliability or json_path.with_name(f"{json_path.stem}.reliability.png")
+        risk_coverage = risk_coverage or json_path.with_name(f"{json_path.stem}.risk_coverage.png")
+    metrics, arrays = evaluate_with_predictions(checkpoint, data, split, batch_size, device, tta_views)
     for problem in metrics["skipped"]:
         console.print(f"[yellow]skipped:[/yellow] {problem['path']}: {problem['reason']}")
     print_metrics(metrics, f"{checkpoint} on {data}")
@@ -144,6 +158,12 @@ def evaluate_command(
     if confusion:
         plot_confusion(metrics, confusion)
         console.print(f"confusion matrix: {confusion}")
+    if reliability:
+        plot_reliability(arrays.uncalibrated_probs, arrays.probs, arrays.labels, metrics["temperature"], reliability)
+        console.print(f"reliability diagram: {reliability}")
+    if risk_coverage:
+        plot_risk_coverage(arrays.probs, arrays.labels, risk_coverage)
+        console.print(f"risk-coverage curve: {risk_coverage}")
 
 
 def _experiment_config(data: Path, out: Path, model: str, epochs: int, batch_size: int, lr: float, img_size: int,

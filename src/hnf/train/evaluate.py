@@ -4,7 +4,10 @@ Metrics (``metrics.json``): ``top1``, ``top5`` (with at least 5 classes), ``macr
 ``per_class_precision`` and ``per_class_recall`` (class name to value), ``confusion_matrix``
 (rows = true class, columns = predicted, in ``classes`` order), ``classes``, ``images``, and
 ``tta_views``, the number of symmetries the scores average (:mod:`hnf.tta`); with more than one,
-also ``identity_top1`` and ``identity_macro_f1`` of the images as given.
+also ``identity_top1`` and ``identity_macro_f1`` of the images as given. With the checkpoint's
+temperature T (:mod:`hnf.trust`) the probabilities are softmax(z / T); ``temperature``, ``ece``
+(calibrated), ``ece_uncalibrated`` (T = 1), ``risk_coverage`` (``[{coverage, accuracy, images}]``
+at 100/95/90/80% coverage) and ``reliability`` (the 15 bins) describe how far to trust them.
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ class LoaderPredictions:
     probs: (N, C) class probabilities, averaged over the test-time views (:mod:`hnf.tta`).
     identity_probs: (N, C) probabilities of the image as given (the same array when views = 1).
     labels: (N,) true class indices.
-    loss: mean cross-entropy of the image as given.
+    loss: mean cross-entropy of the image as given (raw logits, T = 1).
     views: how many symmetries ``probs`` averages.
+    uncalibrated_probs: (N, C) ``probs`` at temperature 1 (the same array when T = 1).
+    temperature: the T of ``probs`` = mean_v softmax(z_v / T).
     """
 
     probs: np.ndarray
@@ -55,6 +60,8 @@ class LoaderPredictions:
     labels: np.ndarray
     loss: float
     views: int
+    uncalibrated_probs: np.ndarray | None = None
+    temperature: float = 1.0
 
 
 @torch.no_grad()
@@ -64,10 +71,12 @@ def predict_loader(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     views: int = 1,
+    temperature: float = 1.0,
 ) -> LoaderPredictions:
-    """Run the model over a loader; ``views`` > 1 averages over symmetries (:mod:`hnf.tta`)."""
+    """Run the model over a loader; ``views`` > 1 averages over symmetries (:mod:`hnf.tta`),
+    ``temperature`` divides the logits before the softmax (``uncalibrated_probs`` keep T = 1)."""
     model.eval()
-    probs, identity, labels, loss_sum = [], [], [], 0.0
+    probs, identity, labels, loss_sum, raw = [], [], [], 0.0, []
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -76,12 +85,13 @@ def predict_loader(
             logits = view_logits(model, images, views)
         logits = logits.float()
         loss_sum += torch.nn.functional.cross_entropy(logits[0], targets, reduction="sum").item()
-        probs.append(average_probabilities(logits).cpu().numpy())
-        identity.append(logits[0].softmax(dim=1).cpu().numpy() if views > 1 else probs[-1])
+        probs.append(average_probabilities(logits / temperature).cpu().numpy())
+        identity.append((logits[0] / temperature).softmax(dim=1).cpu().numpy() if views > 1 else probs[-1])
+        raw.append(average_probabilities(logits).cpu().numpy() if temperature != 1.0 else probs[-1])
         labels.append(targets.cpu().numpy())
     count = sum(len(batch) for batch in labels)
     return LoaderPredictions(np.concatenate(probs), np.concatenate(identity), np.concatenate(labels),
-                             loss_sum / max(count, 1), views)
+                             loss_sum / max(count, 1), views, np.concatenate(raw), temperature)
 
 
 def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -110,10 +120,15 @@ def score(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str
 
 
 def score_predictions(predictions: LoaderPredictions, classes: list[str]) -> dict[str, Any]:
-    """:func:`score` of the view-averaged probabilities, with ``tta_views``; with more than one
-    view also ``identity_top1`` and ``identity_macro_f1``, the scores of the images as given."""
+    """:func:`score` of the view-averaged probabilities, with ``tta_views`` and the calibration
+    metrics of :func:`hnf.trust.calibration_metrics`; with more than one view also
+    ``identity_top1`` and ``identity_macro_f1``, the scores of the images as given."""
+    from hnf.trust import calibration_metrics
+
     metrics = score(predictions.probs, predictions.labels, classes)
     metrics["tta_views"] = predictions.views
+    uncalibrated = predictions.uncalibrated_probs if predictions.uncalibrated_probs is not None else predictions.probs
+    metrics.update(calibration_metrics(uncalibrated, predictions.probs, predictions.labels, predictions.temperature))
     if predictions.views > 1:
         identity = score(predictions.identity_probs, predictions.labels, classes)
         metrics.update(identity_top1=identity["top1"], identity_macro_f1=identity["macro_f1"])
@@ -145,19 +160,25 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str = "") -
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def evaluate_checkpoint(
+def evaluate_checkpoint(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The metrics of :func:`evaluate_with_predictions` (which takes the same arguments)."""
+    return evaluate_with_predictions(*args, **kwargs)[0]
+
+
+def evaluate_with_predictions(
     checkpoint: str | Path,
     data: str | Path,
     split: str | Path | None = None,
     batch_size: int = 32,
     device: str = "auto",
     views: int = 1,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], LoaderPredictions]:
     """Score a checkpoint on a dataset, or on the test side of a saved split of it, averaging
-    over ``views`` symmetries of each image (:func:`score_predictions`).
+    over ``views`` symmetries of each image (:func:`score_predictions`); returns the metrics and
+    the predictions they score.
 
     Unreadable images are skipped and listed under ``skipped``; classes the checkpoint does not
-    know are an error.
+    know are an error. The probabilities use the checkpoint's temperature (1 where it has none).
     """
     check_views(views)  # before loading anything
     run_device = pick_device(device)
@@ -180,8 +201,8 @@ def evaluate_checkpoint(
     dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation, prep.mean, prep.std), crop_band=prep.crop_band, resize=prep.resize,
                                 pixel_size_nm=prep.pixel_size_nm)
     predictions = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device,
-                                 autocast_dtype("auto", run_device), views)
+                                 autocast_dtype("auto", run_device), views, meta.temperature)
     metrics = score_predictions(predictions, meta.classes)
     metrics.update(loss=predictions.loss, checkpoint=str(checkpoint), data=str(data),
                    skipped=[{"path": p.path, "reason": p.reason} for p in report.unreadable])
-    return metrics
+    return metrics, predictions

@@ -9,7 +9,9 @@ plans (after the warm-up) and re-plans (after every later epoch) how many fit th
 Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
 ``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
 a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
-stops cleanly. The test side is evaluated once, after the last epoch.
+stops cleanly. After the last epoch the checkpoint gains its temperature (fitted on the validation
+side) and unknown-input detector (fitted on the training side; :func:`hnf.trust.fit_run_trust`),
+then the test side is evaluated once, calibrated.
 
 :func:`_train` runs in sections (settings, data, model, training, test). The body of its step
 loop is the step itself (learning rate, forward, loss, backward, clipping, optimiser step) and its
@@ -51,6 +53,7 @@ from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.distributed import DistContext, init_distributed, shutdown_distributed
 from hnf.train.evaluate import plot_confusion, predict_loader, score, score_predictions
 from hnf.train.plots import plot_curves
+from hnf.trust import fit_run_trust, plot_reliability, plot_risk_coverage
 from hnf.tta import check_views
 
 console = Console()
@@ -415,10 +418,12 @@ def replan(budget: EpochBudget, config: TrainConfig, state: TrainState, side: Si
 
 
 def evaluate_test(model: torch.nn.Module, test_loader: Iterable, device: torch.device, amp_dtype: torch.dtype | None,
-                  config: TrainConfig, classes: list[str], state: TrainState, run_dir: Path) -> dict[str, Any]:
-    """Score the test side once (with ``config.tta_views`` views) and write ``metrics.json``,
-    ``confusion.png`` and ``confusion.json``; return the metrics."""
-    test = predict_loader(model, test_loader, device, amp_dtype, config.tta_views)
+                  config: TrainConfig, classes: list[str], state: TrainState, run_dir: Path,
+                  temperature: float = 1.0) -> dict[str, Any]:
+    """Score the test side once (with ``config.tta_views`` views, probabilities at
+    ``temperature``) and write ``metrics.json``, ``confusion.png``, ``confusion.json``,
+    ``reliability.png`` and ``risk_coverage.png``; return the metrics."""
+    test = predict_loader(model, test_loader, device, amp_dtype, config.tta_views, temperature)
     metrics = score_predictions(test, classes)
     metrics.update(
         split="test", test_loss=test.loss, model=config.model, epochs=state.epoch,
@@ -427,6 +432,8 @@ def evaluate_test(model: torch.nn.Module, test_loader: Iterable, device: torch.d
     )
     atomic_write_json(run_dir / "metrics.json", metrics)
     plot_confusion(metrics, run_dir / "confusion.png")
+    plot_reliability(test.uncalibrated_probs, test.probs, test.labels, temperature, run_dir / "reliability.png")
+    plot_risk_coverage(test.probs, test.labels, run_dir / "risk_coverage.png")
     atomic_write_text(run_dir / "confusion.json", json.dumps({"classes": metrics["classes"], "matrix": metrics["confusion_matrix"]}) + "\n")
     return metrics
 
@@ -560,7 +567,10 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     if context.is_main and (run_dir / "metrics.jsonl").exists():
         plot_curves([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
     if context.is_main and not interrupted:
-        metrics = evaluate_test(model, test_loader, device, amp_dtype, config, run.classes, state, run_dir)
+        trust = fit_run_trust(model, train_loader.dataset, val_loader, device, amp_dtype, run_dir / "checkpoint",
+                              local_batch, say)
+        metrics = evaluate_test(model, test_loader, device, amp_dtype, config, run.classes, state, run_dir,
+                                trust.temperature)
     context.barrier()
     images_per_s = state.images_seen / max(state.seconds, 1e-9)
     return RunResult(run_dir, metrics, state.epoch, interrupted, state.seconds, images_per_s)
