@@ -1,9 +1,12 @@
 """Export a checkpoint to ONNX, and check onnxruntime against PyTorch.
 
 The graph takes ``image`` (float32, N x C x S x S, already normalised: see ``docs/onnx.md``) and
-returns ``logits`` (N x classes); the batch dimension is dynamic, the image size is the
-checkpoint's. Class names and preprocessing travel in the ONNX metadata (``hnf.classes``,
-``hnf.preprocessing``, ``hnf.model``, ``hnf.version``), so the file is all a user needs.
+returns ``logits`` (N x classes, the model's raw logits z) and ``probabilities`` (N x classes,
+the calibrated softmax(z / T) with the checkpoint's temperature T baked into the graph as a
+constant; :mod:`hnf.trust`); the batch dimension is dynamic, the image size is the
+checkpoint's. Class names, preprocessing and the temperature travel in the ONNX metadata
+(``hnf.classes``, ``hnf.preprocessing``, ``hnf.model``, ``hnf.version``, ``hnf.temperature``), so
+the file is all a user needs. The unknown-input detector is not exported.
 
 How the HNF model is exported (torch 2.14): the TorchScript-based exporter
 (``torch.onnx.export(..., dynamo=False)``) traces one forward pass at opset 17. The torch.export
@@ -119,6 +122,18 @@ class _Logits(torch.nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
 
+class _Exported(_Logits):
+    """The exported graph: raw logits z and calibrated probabilities softmax(z / T)."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float) -> None:
+        super().__init__(model)
+        self.temperature = float(temperature)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        logits = super().forward(image)
+        return logits, (logits.float() / self.temperature).softmax(-1)
+
+
 def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, opset: int = OPSET) -> Path:
     """Write ``model`` (in eval mode) as ONNX with the metadata of the module docstring."""
     import onnx
@@ -128,7 +143,7 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
     pre = meta.preprocessing
     model = model.eval().cpu()
     example = torch.zeros(2, pre.in_chans, pre.img_size, pre.img_size)
-    wrapper = _Logits(model).eval()
+    wrapper = _Exported(model, meta.temperature).eval()
     tmp = out.with_name(out.name + ".tmp")
     try:
         with torch.no_grad():
@@ -138,8 +153,8 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
-                input_names=["image"], output_names=["logits"],
-                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                input_names=["image"], output_names=["logits", "probabilities"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "probabilities": {0: "batch"}},
             )
         proto = onnx.load(str(tmp))
         for key, value in {
@@ -147,6 +162,7 @@ def export_model(model: torch.nn.Module, meta: CheckpointMeta, out: str | Path, 
             "hnf.classes": json.dumps(list(meta.classes)),
             "hnf.preprocessing": json.dumps(asdict(pre)),
             "hnf.version": __version__,
+            "hnf.temperature": repr(float(meta.temperature)),
         }.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

@@ -11,6 +11,11 @@ takes ``in_chans`` > 1).
 :class:`Predictor` is safe to share between threads: every call works on its own tensors and the
 model's forward pass runs under a lock, so concurrent callers never see each other's results.
 An unreadable image gives a :class:`Prediction` with ``error`` set; the others go on.
+
+Trust (:mod:`hnf.trust`): probabilities are softmax(z / T) with the checkpoint's temperature T;
+with ``min_confidence`` P a row whose top probability is below P has ``abstain`` true; with the
+checkpoint's unknown-input detector each row has ``ood_score`` (of the image as given, the first
+view) and ``unknown`` (the score above the detector's threshold), both None without one.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from hnf.data.transforms import normalise
 from hnf.train.device import pick_device
 from hnf.errors import HnfError, ImageReadError
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
-from hnf.tta import average_probabilities, check_views, view_logits
+from hnf.trust import Trust, check_min_confidence, load_trust, logits_and_embedding
+from hnf.tta import average_probabilities, check_views, dihedral_views
 
 _GLOB_CHARS = set("*?[")
 
@@ -72,13 +78,20 @@ class Prediction:
     prepared: Prepared | None = None
     pixel_size_m: float | None = None
     field_of_view_m: tuple[float, float] | None = None  # metres: width, height of the rows above the band
+    abstain: bool | None = None  # top probability below the minimum confidence (None: not predicted)
+    unknown: bool | None = None  # unknown-input score above the threshold (None: no detector)
+    ood_score: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The row written by ``hnf predict --out F.json``: path, top_k, band, pixel_size_m,
-        field_of_view_m (``[width, height]`` in metres, or null), error."""
+        """The row written by ``hnf predict --out F.json``: path, top_k, abstain, unknown,
+        ood_score, band, pixel_size_m, field_of_view_m (``[width, height]`` in metres, or null),
+        error."""
         return {
             "path": self.path,
             "top_k": [{"class": e["class"], "prob": e["prob"]} for e in self.top_k],
+            "abstain": self.abstain,
+            "unknown": self.unknown,
+            "ood_score": self.ood_score,
             "band": self.band.as_dict() if self.band is not None else None,
             "pixel_size_m": self.pixel_size_m,
             "field_of_view_m": list(self.field_of_view_m) if self.field_of_view_m is not None else None,
@@ -166,10 +179,13 @@ class Predictor:
     """A model and its checkpoint metadata, ready to classify micrographs."""
 
     def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str | torch.device = "cpu",
-                 views: int = 1) -> None:
+                 views: int = 1, trust: Trust | None = None) -> None:
         """``device``: auto, cpu, cuda, cuda:N (:func:`hnf.train.device.pick_device`); ``views``:
-        average each prediction over 1, 4 or 8 symmetries of the image (:mod:`hnf.tta`)."""
+        average each prediction over 1, 4 or 8 symmetries of the image (:mod:`hnf.tta`);
+        ``trust``: temperature and unknown-input detector (default: the meta's temperature, no
+        detector)."""
         check_views(views)
+        self.trust = trust or Trust(float(meta.temperature))
         self.views = views
         self.device = pick_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
@@ -182,8 +198,9 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", views: int = 1) -> Predictor:
         """Load a checkpoint folder (safetensors + JSON; errors name the problem)."""
         device = pick_device(device) if isinstance(device, str) else device
-        model, meta = load_checkpoint(resolve_checkpoint(path), map_location=device)
-        return cls(model, meta, device, views)
+        directory = resolve_checkpoint(path)
+        model, meta = load_checkpoint(directory, map_location=device)
+        return cls(model, meta, device, views, load_trust(directory, meta))
 
     @property
     def model_name(self) -> str:
@@ -208,11 +225,27 @@ class Predictor:
     # -- inference -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
-        """Class probabilities (B, C) of a batch of prepared tensors, averaged over the views."""
+    def scores(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated class probabilities (B, C) of a batch of prepared tensors, mean_v
+        softmax(z_v / T) over the views, and the unknown-input scores (B,) of the images as
+        given (None without a detector)."""
+        images = dihedral_views(batch.to(self.device), self.views)
         with self._lock:
-            logits = view_logits(self.model, batch.to(self.device), self.views)
-        return average_probabilities(logits).cpu().numpy()
+            if self.trust.ood is None:
+                logits, embedding = self.model(images), None
+            else:
+                logits, embedding = logits_and_embedding(self.model, images)
+        logits = logits.float()
+        probs = average_probabilities(logits.view(self.views, batch.shape[0], -1) / self.trust.temperature)
+        if embedding is None:
+            return probs.cpu().numpy(), None
+        first = slice(0, batch.shape[0])  # view 0 is the identity
+        ood = self.trust.ood.score(embedding[first].float().cpu().numpy(), logits[first].cpu().numpy())
+        return probs.cpu().numpy(), ood
+
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """Calibrated class probabilities (B, C) of a batch, averaged over the views."""
+        return self.scores(batch)[0]
 
     def explain(self, batch: torch.Tensor) -> tuple[np.ndarray, list[Any]]:
         """Probabilities and one :class:`hnf.explain.Explanation` per image of the batch."""
@@ -220,28 +253,38 @@ class Predictor:
 
         with self._lock:
             probs, explanations = explain_batch(self.model, batch.to(self.device))
-        if self.views > 1:  # the explanation is of the image as given; the probabilities average the views
-            probs = self.probabilities(batch)
+        if self.views > 1 or self.trust.temperature != 1.0:  # the explanation is of the image as given;
+            probs = self.probabilities(batch)  # the probabilities average the views, calibrated
         return probs, explanations
 
     def predict_prepared(self, items: Sequence[Prepared], names: Sequence[str], top_k: int = 5,
-                         explain: bool = False) -> list[Prediction]:
-        """Predictions for already prepared images (one forward pass for all of them)."""
+                         explain: bool = False, min_confidence: float | None = None) -> list[Prediction]:
+        """Predictions for already prepared images (one forward pass for all of them; two when
+        explaining with a detector); ``min_confidence`` P marks rows whose top probability is
+        below P as abstaining."""
+        check_min_confidence(min_confidence)
         if not items:
             return []
         batch = torch.stack([p.tensor for p in items])
+        probs, ood = self.scores(batch) if not explain or self.trust.ood is not None else (None, None)
         if explain:
-            probs, explanations = self.explain(batch)
+            explained, explanations = self.explain(batch)
+            probs = explained if probs is None else probs
         else:
-            probs, explanations = self.probabilities(batch), [None] * len(items)
-        return [
-            Prediction(str(name), top_k_entries(row, self.classes, top_k), row, item.band, None,
-                       item.width, item.height, item.mode, explanation, item,
-                       item.metadata.pixel_size_m if item.metadata else None,
-                       item.metadata.field_of_view_m(item.width, item.band.top if item.band else item.height)
-                       if item.metadata else None)
-            for name, item, row, explanation in zip(names, items, probs, explanations)
-        ]
+            explanations = [None] * len(items)
+        rows = []
+        for i, (name, item, row, explanation) in enumerate(zip(names, items, probs, explanations)):
+            prediction = Prediction(str(name), top_k_entries(row, self.classes, top_k), row, item.band, None,
+                                    item.width, item.height, item.mode, explanation, item,
+                                    item.metadata.pixel_size_m if item.metadata else None,
+                                    item.metadata.field_of_view_m(item.width, item.band.top if item.band else item.height)
+                                    if item.metadata else None)
+            prediction.abstain = bool(min_confidence is not None and float(row.max()) < min_confidence)
+            if ood is not None:
+                prediction.ood_score = float(ood[i])
+                prediction.unknown = bool(self.trust.ood.unknown(ood[i : i + 1])[0])
+            rows.append(prediction)
+        return rows
 
     def predict_files(
         self,
@@ -251,9 +294,12 @@ class Predictor:
         explain: bool = False,
         on_image: Callable[[Prediction], None] | None = None,
         workers: int = 2,
+        min_confidence: float | None = None,
     ) -> Iterator[Prediction]:
         """Predict every file, in order, ``batch_size`` at a time; decoding runs in ``workers``
-        threads while the model works. An unreadable file yields a row with ``error``."""
+        threads while the model works. An unreadable file yields a row with ``error``; rows below
+        ``min_confidence`` abstain (:meth:`predict_prepared`)."""
+        check_min_confidence(min_confidence)
         paths = [Path(p) for p in paths]
         batch_size = max(1, batch_size)
 
@@ -280,7 +326,7 @@ class Predictor:
                 loaded = future.result()
                 good = [(p, item) for p, item in zip(chunk, loaded) if isinstance(item, Prepared)]
                 results = iter(self.predict_prepared([i for _, i in good], [str(p) for p, _ in good],
-                                                     top_k, explain))
+                                                     top_k, explain, min_confidence))
                 for path, item in zip(chunk, loaded):
                     row = Prediction(str(path), error=item) if isinstance(item, str) else next(results)
                     if on_image is not None:

@@ -105,7 +105,8 @@ def test_cli_json_and_csv_rows(checkpoint: Path, synth_dir: Path, tmp_path: Path
     rows = json.loads(out_json.read_text())
     assert [Path(r["path"]).name for r in rows] == ["fibres_00000.png", "bad.jpg", "tips_00000.png"]
     for row in rows:
-        assert set(row) == {"path", "top_k", "band", "pixel_size_m", "field_of_view_m", "error"}
+        assert set(row) == {"path", "top_k", "abstain", "unknown", "ood_score", "band", "pixel_size_m",
+                            "field_of_view_m", "error"}
     assert rows[0]["error"] is None and len(rows[0]["top_k"]) == 3
     assert set(rows[0]["top_k"][0]) == {"class", "prob"} and rows[0]["top_k"][0]["class"] in SYNTH_CLASSES
     assert rows[1]["top_k"] == [] and rows[1]["error"].startswith(str(bad)) and rows[1]["band"] is None
@@ -114,7 +115,7 @@ def test_cli_json_and_csv_rows(checkpoint: Path, synth_dir: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     table = list(csv.DictReader(out_csv.open()))
     assert list(table[0]) == ["path", "top1_class", "top1_prob", "top2_class", "top2_prob", "top3_class",
-                              "top3_prob", "band_top", "band_bottom", "error"]
+                              "top3_prob", "abstain", "unknown", "ood_score", "band_top", "band_bottom", "error"]
     assert table[0]["top1_class"] == rows[0]["top_k"][0]["class"]
     assert abs(float(table[0]["top1_prob"]) - rows[0]["top_k"][0]["prob"]) < 1e-6
     assert table[1]["error"] == rows[1]["error"] and table[1]["top1_class"] == ""

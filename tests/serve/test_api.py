@@ -132,3 +132,17 @@ def test_pixel_size_and_field_of_view_from_the_files_metadata(client: Client, sh
     assert stated["band"]["top"] == 442  # the databar's rows from the metadata
     assert stated["field_of_view_m"] == pytest.approx([stated["width"] * 3.3724e-6, 442 * 3.3724e-6])
     assert plain["pixel_size_m"] is None and plain["field_of_view_m"] is None
+
+
+def test_min_confidence_marks_abstentions_and_results_carry_the_trust_fields(client: Client, synth_pngs) -> None:
+    reply = client.predict(synth_pngs[:3], top_k=2, min_confidence=1.0)
+    assert reply.status == 200, reply.body
+    for result in reply.body["results"]:
+        assert result["abstain"] is True and result["unknown"] is None and result["ood_score"] is None
+    plain = client.predict(synth_pngs[:1]).body["results"][0]
+    assert plain["abstain"] is False
+    model = client.get("/v1/model").body
+    assert model["temperature"] == 1.0 and model["unknown_inputs"] is None
+    bad = client.predict(synth_pngs[:1], min_confidence=1.5)
+    assert bad.status == 422
+    assert bad.body["error"] == "query.min_confidence: Input should be less than or equal to 1"

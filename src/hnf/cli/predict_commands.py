@@ -19,19 +19,22 @@ _CHECKPOINT_HELP = "Checkpoint folder (RUN/checkpoint, or the run folder RUN its
 
 
 def csv_text(rows: list[dict], top_k: int) -> str:
-    """``--out F.csv``: path, top1_class, top1_prob, ..., topK_prob, band_top, band_bottom, error."""
+    """``--out F.csv``: path, top1_class, top1_prob, ..., topK_prob, abstain, unknown, ood_score,
+    band_top, band_bottom, error (``abstain`` and ``unknown`` as true/false, empty when null)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["path"]
     for i in range(1, top_k + 1):
         header += [f"top{i}_class", f"top{i}_prob"]
-    writer.writerow(header + ["band_top", "band_bottom", "error"])
+    writer.writerow(header + ["abstain", "unknown", "ood_score", "band_top", "band_bottom", "error"])
     for row in rows:
         cells = [row["path"]]
         for i in range(top_k):
             entry = row["top_k"][i] if i < len(row["top_k"]) else None
             cells += [entry["class"], f"{entry['prob']:.6f}"] if entry else ["", ""]
         band = row["band"] or {}
+        flags = ["" if row[k] is None else str(row[k]).lower() for k in ("abstain", "unknown")]
+        cells += [*flags, "" if row["ood_score"] is None else f"{row['ood_score']:.6g}"]
         cells += [band.get("top", ""), band.get("bottom", ""), row["error"] or ""]
         writer.writerow(cells)
     return buffer.getvalue()
@@ -61,11 +64,17 @@ def predict_command(
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 2,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:1, ...")] = "auto",
     tta_views: TtaViews = 1,
+    min_confidence: Annotated[float | None, typer.Option(help=(
+        "Abstain below this calibrated top probability (0 to 1): such rows get abstain true, and the "
+        "coverage (share of images answered) is printed."))] = None,
 ) -> None:
     """Classify micrographs with a checkpoint: a table, optional CSV/JSON rows and explanation PNGs.
 
-    Unreadable images get a row with their error and the rest go on; the exit status is 1 only when
-    no image could be predicted (2 for an unusable checkpoint or option).
+    Probabilities are calibrated with the checkpoint's temperature; rows say whether they abstain
+    (--min-confidence) and, for checkpoints with an unknown-input detector, whether the image looks
+    unlike every class (unknown, ood_score). Unreadable images get a row with their error and the
+    rest go on; the exit status is 1 only when no image could be predicted (2 for an unusable
+    checkpoint or option).
     """
     import torch
     from rich.console import Console
@@ -80,6 +89,8 @@ def predict_command(
     torch.set_num_threads(threads)
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         fail(f"--out {out}: the file name must end in .csv or .json")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        fail(f"--min-confidence {min_confidence}: expected a probability between 0 and 1")
     predictor = Predictor.from_checkpoint(checkpoint, device=device, views=tta_views)
     files, missing = collect_inputs(paths)
     rows = [p for p in missing]
@@ -96,7 +107,7 @@ def predict_command(
 
         if row.error is not None or row.explanation is None or explain is None:
             return
-        png = render_prediction(row, predictor.pre, predictor.model_name, explain_style)
+        png = render_prediction(row, predictor.pre, predictor.model_name, explain_style, min_confidence)
         atomic_write_bytes(explain / _explain_name(row.path, used), png)
         row.prepared = None  # free the images once drawn
         written += 1
@@ -104,21 +115,24 @@ def predict_command(
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as progress:
         task = progress.add_task("predicting", total=len(files))
-        for row in predictor.predict_files(files, top_k, batch_size, explain is not None):
+        for row in predictor.predict_files(files, top_k, batch_size, explain is not None,
+                                           min_confidence=min_confidence):
             save_explanation(row)
             row.prepared = None
             rows.append(row)
             progress.advance(task)
 
     table = Table(title=f"{predictor.model_name}: {len(rows)} item(s)")
-    for column in ("path", "class", "prob", "band", "pixel size", "field of view", "error"):
+    for column in ("path", "class", "prob", "verdict", "band", "pixel size", "field of view", "error"):
         table.add_column(column, overflow="fold")
     for row in rows[:200]:
         best = row.top_k[0] if row.top_k else None
+        verdict = ", ".join(text for flag, text in ((row.unknown, "not one of my classes"), (row.abstain, "not sure"))
+                            if flag)
         band = f"{row.band.top}-{row.band.bottom}" if row.band is not None else ""
         pixel = format_length(row.pixel_size_m) if row.pixel_size_m is not None else ""
         field = " x ".join(format_length(v) for v in row.field_of_view_m) if row.field_of_view_m else ""
-        table.add_row(row.path, best["class"] if best else "", f"{best['prob']:.3f}" if best else "", band,
+        table.add_row(row.path, best["class"] if best else "", f"{best['prob']:.3f}" if best else "", verdict, band,
                       pixel, field, row.error or "", style="red" if row.error else None)
     if len(rows) > 200:
         table.caption = f"first 200 of {len(rows)} rows; use --out for all"
@@ -136,6 +150,14 @@ def predict_command(
     good = sum(1 for r in rows if r.error is None)
     errors = len(rows) - good
     console.print(f"{good} image(s) predicted, {errors} error(s)")
+    if min_confidence is not None and good:
+        answered = sum(1 for r in rows if r.error is None and not r.abstain)
+        console.print(f"coverage {answered / good:.1%}: {answered} of {good} image(s) at confidence >= "
+                      f"{min_confidence:g}, {good - answered} abstained")
+    if predictor.trust.ood is not None and good:
+        unknown = sum(1 for r in rows if r.unknown)
+        console.print(f"{unknown} of {good} image(s) not one of the model's classes "
+                      f"({predictor.trust.ood.method} score above {predictor.trust.ood.thresholds[predictor.trust.ood.method]:.4g})")
     if good == 0:
         raise typer.Exit(1)
 

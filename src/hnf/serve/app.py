@@ -3,9 +3,13 @@
 Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 
 * ``POST /v1/predict``: multipart form, one or many files in the field ``files``; query
-  ``top_k`` (1 to the number of classes, default 5) and ``explain`` (default false). Returns
+  ``top_k`` (1 to the number of classes, default 5), ``explain`` (default false) and
+  ``min_confidence`` (0 to 1, default none). Returns
   ``{"model", "results": [...]}``, one result per file in upload order: ``filename``, ``class``,
-  ``top_k`` (``[{class, prob}]``), ``probabilities`` (class -> prob), ``band`` (``{top, bottom}``
+  ``top_k`` (``[{class, prob}]``), ``probabilities`` (class -> prob, calibrated with the
+  checkpoint's temperature), ``abstain`` (top probability below ``min_confidence``), ``unknown``
+  (the image looks unlike every class; null without the checkpoint's detector), ``ood_score``
+  (its score, higher is stranger; null likewise), ``band`` (``{top, bottom}``
   or null), ``width``, ``height``, ``mode``, ``pixel_size_m`` and ``field_of_view_m``
   (``[width, height]`` of the rows above the band, metres; null where the file's metadata states
   no pixel size), ``error`` (null) and, with ``explain``,
@@ -195,6 +199,9 @@ def _result_json(row: Prediction, predictor: Predictor, explain: bool) -> dict[s
         "mode": row.mode,
         "pixel_size_m": row.pixel_size_m,
         "field_of_view_m": list(row.field_of_view_m) if row.field_of_view_m is not None else None,
+        "abstain": row.abstain,
+        "unknown": row.unknown,
+        "ood_score": row.ood_score,
         "error": None,
     }
     if explain and row.explanation is not None:
@@ -219,7 +226,7 @@ def _screen_upload(filename: str, data: bytes, max_pixels: int) -> tuple[str, in
 
 def predict_uploads(predictor: Predictor, settings: ServeSettings, uploads: list[tuple[str, bytes]],
                     top_k: int, explain: bool, decode_slots: threading.Semaphore | None = None,
-                    ) -> list[dict[str, Any]]:
+                    min_confidence: float | None = None) -> list[dict[str, Any]]:
     """Results for ``(filename, bytes)`` uploads (the blocking part of ``POST /v1/predict``).
 
     Every header is screened first; when the images together declare more than
@@ -262,7 +269,7 @@ def predict_uploads(predictor: Predictor, settings: ServeSettings, uploads: list
             prepared.append(item)
             names.append(filename)
             slots.append(index)
-    for index, row in zip(slots, predictor.predict_prepared(prepared, names, top_k, explain)):
+    for index, row in zip(slots, predictor.predict_prepared(prepared, names, top_k, explain, min_confidence)):
         results[index] = _result_json(row, predictor, explain)
     return [r for r in results if r is not None]
 
@@ -291,6 +298,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         "flops": flops,
         "flops_note": f"per 1x{pre.in_chans}x{pre.img_size}x{pre.img_size} image, torch FlopCounterMode (multiply-add = 2)",
         "params": int(params),
+        "temperature": predictor.trust.temperature,
+        "unknown_inputs": ({"method": predictor.trust.ood.method,
+                            "threshold": predictor.trust.ood.thresholds[predictor.trust.ood.method],
+                            "validation_accepted": predictor.trust.ood.accept}
+                           if predictor.trust.ood is not None else None),
         "model_overrides": dict(meta.model_overrides),
         "preprocessing": {k: getattr(pre, k) for k in ("img_size", "resize", "mean", "std", "in_chans", "crop_band", "normalisation")},
         "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
@@ -340,6 +352,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                                                 "the type is read from the content")],
         top_k: Annotated[int, Query(ge=1, description="How many classes to list per image")] = 5,
         explain: Annotated[bool, Query(description="Add the heat map and expert shares")] = False,
+        min_confidence: Annotated[float | None, Query(
+            ge=0.0, le=1.0, description="Abstain (abstain: true) below this calibrated top probability")] = None,
     ) -> JSONResponse:
         if len(files) > settings.max_files:
             return error_response(413, f"{len(files)} files exceed the limit of {settings.max_files} per request")
@@ -349,7 +363,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         try:
             results = await run_in_threadpool(
                 predict_uploads, predictor, settings, uploads, min(top_k, len(predictor.classes)), explain,
-                decode_slots,
+                decode_slots, min_confidence,
             )
         except UploadError as err:
             return error_response(err.status, err.message)

@@ -68,10 +68,13 @@ class Client:
         return self.request("GET", path)
 
     def predict(self, files: Iterable[tuple[str, bytes]], top_k: int = 5, explain: bool = False,
-                chunked: bool = False) -> Response:
+                chunked: bool = False, min_confidence: float | None = None) -> Response:
         """``POST /v1/predict`` with ``files`` (``(filename, bytes)`` pairs)."""
         body, kind = encode_multipart(files)
-        query = urlencode({"top_k": top_k, "explain": str(explain).lower()})
+        fields: dict[str, object] = {"top_k": top_k, "explain": str(explain).lower()}
+        if min_confidence is not None:
+            fields["min_confidence"] = min_confidence
+        query = urlencode(fields)
         payload: bytes | Iterable[bytes] = body
         headers = {"Content-Type": kind}
         if chunked:  # no Content-Length: the server has to count

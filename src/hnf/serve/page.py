@@ -2,7 +2,8 @@
 
 Kept as a Python string so it ships with the package without package-data configuration.
 Each dropped file is sent on its own to ``POST /v1/predict?explain=true&top_k=5`` and shown as a
-card: the predicted class, the top-5 bars, the model's input with the heat map over it (a slider
+card: the predicted class, the verdicts "not sure" (top probability below the page's minimum
+confidence, sent as ``min_confidence``) and "not one of my classes" (the unknown-input flag), the top-5 bars, the model's input with the heat map over it (a slider
 fades it), the band that was cut, which expert dominated at each scale, and the description of the
 predicted class from ``GET /v1/classes``. "Download all results (CSV)" saves every result shown
 so far, built in the browser from those JSON results (``resultsCsv``): filename, class,
@@ -44,6 +45,11 @@ INDEX_HTML = r"""<!doctype html>
   .meta, .experts { font-size: 12px; color: #5d6577; margin-top: 6px; }
   .desc { font-size: 13px; margin-top: 10px; line-height: 1.4; max-height: 9em; overflow: auto; }
   .error { color: #b00020; font-weight: 600; }
+  .verdict { font-size: 15px; font-weight: 600; border-radius: 6px; padding: 6px 10px; margin-bottom: 8px; }
+  .verdict.unknown { background: #fde8e8; color: #8a1010; }
+  .verdict.unsure { background: #fff4d6; color: #6b4e00; }
+  #settings { font-size: 13px; color: #5d6577; margin-top: 10px; }
+  #settings input { width: 4.5em; }
   .status { color: #5d6577; }
   #download-csv { margin-top: 12px; font-size: 14px; padding: 6px 12px; cursor: pointer; }
   label.fade { font-size: 12px; color: #5d6577; display: block; margin-top: 4px; }
@@ -61,6 +67,8 @@ INDEX_HTML = r"""<!doctype html>
     bottom is found and cut automatically.</small>
     <input id="file-input" type="file" multiple accept=".jpg,.jpeg,.png,.bmp,.tif,.tiff,image/*" hidden>
   </div>
+  <div id="settings"><label>Say &ldquo;not sure&rdquo; below a confidence of
+    <input id="min-confidence" type="number" min="0" max="1" step="0.05" value="0.5"></label></div>
   <button id="download-csv" type="button" disabled>Download all results (CSV)</button>
   <div id="cards"></div>
 </main>
@@ -119,6 +127,14 @@ function show(card, result) {
     return;
   }
   const best = result.top_k[0];
+  if (result.unknown) {
+    card.append(el("div", {class: "verdict unknown", "data-role": "unknown"},
+      "Not one of my classes: this image looks unlike the images the model was trained on, so the class below is only the nearest guess."));
+  }
+  if (result.abstain) {
+    card.append(el("div", {class: "verdict unsure", "data-role": "abstain"},
+      `Not sure: the top probability ${(100 * best.prob).toFixed(1)}% is below the minimum of ${(100 * minConfidence()).toFixed(0)}%.`));
+  }
   card.append(el("div", {class: "pred"},
     el("span", {"data-role": "predicted-class"}, result.class), " ",
     el("span", {class: "prob"}, (100 * best.prob).toFixed(1) + "%")));
@@ -154,6 +170,11 @@ function show(card, result) {
     card.append(el("div", {class: "desc", "data-role": "description"},
       el("strong", {}, result.class + ": "), info.description));
   }
+}
+
+function minConfidence() {
+  const value = parseFloat(document.getElementById("min-confidence").value);
+  return Number.isFinite(value) ? Math.min(1, Math.max(0, value)) : 0;
 }
 
 function csvCell(value) {  // RFC 4180: quote cells holding a comma, quote or line break
@@ -196,7 +217,8 @@ async function predictOne(file) {
   form.append("files", file, file.name);
   let result;
   try {
-    const response = await fetch("v1/predict?explain=true&top_k=5", {method: "POST", body: form});
+    const response = await fetch(`v1/predict?explain=true&top_k=5&min_confidence=${minConfidence()}`,
+                                 {method: "POST", body: form});
     const body = await response.json();
     result = body.results && body.results.length ? body.results[0]
            : {error: body.error || `HTTP ${response.status}`};
