@@ -14,9 +14,12 @@ with the full (16, 28, 32) pyramid and ``--ode-method rk4`` is the paper's setti
 The model underfits these images at any length a CPU allows, so the demo trains as long as its
 wall-clock budget (``--minutes``) permits: training gets what is left after generation, inspection
 and the text encoder, less a reserve for the test evaluation, and the run plans its number of
-epochs from its measured pace (at most ``MAX_EPOCHS``; :mod:`hnf.train.budget`). A faster
-machine therefore trains longer and scores higher; the epochs taken are printed and saved in the
-run's ``config.json``, and ``--epochs N`` fixes them instead.
+epochs from its measured pace (at most ``MAX_EPOCHS``; :mod:`hnf.train.budget`: the median of
+recent epochs, re-planned longer or shorter until the final decay phase, so a passing slowdown
+costs only the time it took). A faster machine therefore trains longer and scores higher; the
+epochs taken are printed and saved in the run's ``config.json``, and ``--epochs N`` fixes them
+instead. A run that trained under 70% of the epochs its fastest pace would have fitted ends with
+a note that the machine was busy.
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ def demo(
         f"held-out top-1 {top1:.4f}, macro-F1 {result.metrics['macro_f1']:.4f}{plain}"
     )
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    if result.budget_note:
+        console.print(f"[yellow]note:[/yellow] {result.budget_note}")
     console.print(f"demo report: {report_dir}  top-1 {top1:.4f}", soft_wrap=True)
 
 

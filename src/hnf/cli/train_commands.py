@@ -120,6 +120,8 @@ def train_command(
         return
     print_metrics(result.metrics, f"test side of the split ({result.metrics['images']} images)")
     console.print(f"run folder: {result.run_dir}  top-1 {result.metrics['top1']:.4f}")
+    if result.budget_note:
+        console.print(f"[yellow]note:[/yellow] {result.budget_note}")
 
 
 @reports_errors

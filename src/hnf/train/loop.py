@@ -5,7 +5,8 @@ one pass over all parameters instead of a dozen small ops per tensor), linear wa
 cosine decay per step, label-smoothed cross-entropy, gradient clipping, bf16 autocast where the
 hardware has it, and optionally ``torch.compile`` of the training step's model.
 With ``time_budget_s`` set, ``epochs`` is an upper bound and :class:`~hnf.train.budget.EpochBudget`
-plans (after the warm-up) and re-plans (after every later epoch) how many fit the budget.
+plans (after the warm-up) and re-plans (after every later epoch, longer or shorter until the final
+decay phase) how many fit the budget; a resumed run keeps the plan it had.
 Every epoch ends with a validation pass, a line in ``metrics.jsonl`` and an atomic checkpoint;
 ``resume=True`` continues from the last checkpoint, mid-epoch included (the epoch's batch order is
 a function of the seed and the epoch). SIGINT finishes the current step, writes a checkpoint and
@@ -44,7 +45,7 @@ from hnf.models.factory import build_classifier, pretrained_architecture, trunk_
 from hnf.models.hnf import HNF
 from hnf.models.hnf_llm import HNFLLM
 from hnf.models.pretrained import grey_normalisation
-from hnf.train.budget import EpochBudget
+from hnf.train.budget import EpochBudget, budget_epoch
 from hnf.train.config import TRUNK_BN, TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
 from hnf.train.data import RunData, build_loaders, class_count_warnings, prepare_run_data, upsampling_warning
@@ -69,6 +70,7 @@ class RunResult:
     interrupted: bool
     seconds: float
     images_per_s: float
+    budget_note: str | None = None  # a budgeted run far shorter than its quiet pace allows (EpochBudget.shortfall)
 
 
 NO_DECAY_NAMES = ("pos_embed", "token", ".pos", ".query")
@@ -413,7 +415,8 @@ def replan(budget: EpochBudget, config: TrainConfig, state: TrainState, side: Si
     config = replace(config, epochs=planned)
     if context.is_main:
         atomic_write_json(run_dir / "config.json", asdict(config))
-    say(f"time budget {config.time_budget_s:.0f} s, {spent:.0f} s spent: {planned} epochs")
+    say(f"time budget {config.time_budget_s:.0f} s, {spent:.0f} s spent, {budget.paces[-1]:.1f} s an epoch: "
+        f"{planned} epochs")
     return config
 
 
@@ -501,7 +504,9 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
     if config.compile:
         trained = torch.compile(trained)  # shares its parameters with ``model``, which evaluates and saves
         say("torch.compile: the first training steps compile the model (minutes on a CPU)")
-    budget = EpochBudget(config.time_budget_s, config.warmup_epochs, steps_per_epoch) if config.time_budget_s else None
+    # a budgeted run plans once its warm-up is over; resumed after that, it keeps the plan in its config.json
+    plans = bool(config.time_budget_s) and state.epoch < budget_epoch(config.warmup_epochs)
+    budget = EpochBudget(config.time_budget_s, config.warmup_epochs, steps_per_epoch, config.epochs) if plans else None
     side = SideSeconds()
 
     # -----------------------------------------------------------------------------
@@ -573,4 +578,5 @@ def _train(config: TrainConfig, resume: bool, flag: dict[str, bool], context: Di
                                 trust.temperature)
     context.barrier()
     images_per_s = state.images_seen / max(state.seconds, 1e-9)
-    return RunResult(run_dir, metrics, state.epoch, interrupted, state.seconds, images_per_s)
+    note = budget.shortfall(state.epoch) if budget is not None and not interrupted else None
+    return RunResult(run_dir, metrics, state.epoch, interrupted, state.seconds, images_per_s, note)
