@@ -10,17 +10,37 @@ from typer.testing import CliRunner
 from hnf.cli import app
 
 
-def test_model_info_writes_json(tmp_path: Path) -> None:
+def printed_rows(output: str) -> dict[str, list[str]]:
+    """The cells of the table ``hnf model info`` prints, by component (box-drawn rows)."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│┃").split("│")]
+        if len(cells) == 4 and cells[0] and cells[0] != "component":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_model_info_prints_the_numbers_it_writes_as_json(tmp_path: Path) -> None:
+    """Every printed row (params, MFLOPs, share of the FLOPs) is the JSON's figure, and the
+    components add up to the total; the JSON's figures themselves are checked against
+    FlopCounterMode below."""
     out = tmp_path / "info.json"
     result = CliRunner().invoke(app, ["model", "info", "hnf_small", "--json", str(out),
                                       "--no-speed"])
     assert result.exit_code == 0, result.output
-    assert "ode" in result.output and "total" in result.output
     report = json.loads(out.read_text())
     assert 0 < report["flops"] <= 1.5e9 and report["params"] > 0
     assert set(report["components"]) >= {"patch_embed", "attention", "ode", "graph", "gate",
                                          "readout", "head"}
     assert all(set(c) == {"params", "flops"} for c in report["components"].values())
+    rows = printed_rows(result.output)
+    assert set(rows) == {*report["components"], "total"}
+    for name, figures in [*report["components"].items(), ("total", report)]:
+        params, mflops, share = rows[name]
+        assert int(params.replace(",", "")) == figures["params"], name
+        assert float(mflops.replace(",", "")) == round(figures["flops"] / 1e6, 1), name
+        assert float(share.rstrip("%")) == round(100 * figures["flops"] / report["flops"], 1), name
+    assert sum(int(rows[name][0].replace(",", "")) for name in report["components"]) == report["params"]
 
 
 def test_model_info_unknown_model_is_a_clear_error() -> None:
