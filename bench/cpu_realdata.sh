@@ -10,7 +10,7 @@
 # the conv stem and the patch sizes that keep the design's token grids at IMG_SIZE
 # (hnf.models.scales_for_image: (8, 16) at 112, i.e. 14x14 and 7x7 tokens). HNF_STEM=patch
 # HNF_SCALES=[16,28] trains the design's raw patch embedding instead. 224 is the paper's
-# setting (use a GPU: bench/gpu/session.sh), but it enlarges neu-surface's 200 px images, which
+# setting (use a GPU: bench/gpu/run.sh), but it enlarges neu-surface's 200 px images, which
 # costs every model 11-16 points (BENCHMARKS.md, "neu-surface"). Runs are sequential (the two cores of this machine
 # are one job's worth) and each reuses a finished run, so an interrupted table resumes where it
 # stopped. Prints the Markdown table of OUT at the end.

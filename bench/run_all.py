@@ -7,7 +7,7 @@ output is printed under a header with the exact command, and a failure is report
 stopping the rest; the exit status is 1 if any failed. ``bench_serve`` rewrites
 ``bench/results/serve.md``, as its section in BENCHMARKS.md says. Not included, because they take tens of
 minutes or need other hardware or finished runs: the real-data tables (``bench/cpu_realdata.sh``),
-the GPU session (``bench/gpu/``), ``bench/tta_table.py`` (scores finished runs) and the profiler
+the GPU benchmarks (``bench/gpu/``), ``bench/tta_table.py`` (scores finished runs) and the profiler
 (``bench/profile_backbone.py``).
 """
 

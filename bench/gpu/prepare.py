@@ -1,4 +1,4 @@
-"""Helpers for the GPU session (bench/gpu/session.sh): pack what cannot be fetched on the GPU
+"""Helpers for the GPU runs (bench/gpu/run.sh): pack what cannot be fetched on the GPU
 machine into ``.gpu/`` (size-limited transfer), restore it there, and summarise run folders.
 
     python bench/gpu/prepare.py pack-encoder .gpu/minilm

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One GPU session of the benchmarks that need a CUDA machine (results and commands: BENCHMARKS.md, the "On a GPU" sections).
+# The benchmarks that need a CUDA machine, one command per table (results and commands: BENCHMARKS.md).
 #
-#   bench/gpu/session.sh throughput   # hnf_base vs vit_small training img/s + synthetic sweep
-#   bench/gpu/session.sh uhcs         # real-data table + ablation grid on uhcs-3class
-#   bench/gpu/session.sh neu          # real-data table on neu-surface
-#   bench/gpu/session.sh compile      # smoke run of hnf train --compile on CUDA, then eager vs torch.compile img/s
-#   bench/gpu/session.sh neu-seeds    # neu-surface at 224 px with the conv stem, three seeds each
+#   bench/gpu/run.sh throughput   # hnf_base vs vit_small training img/s + synthetic sweep
+#   bench/gpu/run.sh uhcs         # real-data table + ablation grid on uhcs-3class
+#   bench/gpu/run.sh neu          # real-data table on neu-surface
+#   bench/gpu/run.sh compile      # smoke run of hnf train --compile on CUDA, then eager vs torch.compile img/s
+#   bench/gpu/run.sh neu-seeds    # neu-surface at 224 px with the conv stem, three seeds each
 #
 # A machine's first call must carry .gpu/minilm (the text encoder); the datasets travel in later
 # calls to the same warm machine, since both together exceed the transfer limit.
