@@ -35,3 +35,16 @@ def textured(rng: np.random.Generator, height: int = 96, width: int = 128) -> np
     base = gaussian_filter(rng.random((height, width)), 3)
     base = (base - base.min()) / (np.ptp(base) + 1e-9)
     return np.clip(0.1 + 0.8 * base + rng.normal(0, 0.03, base.shape), 0, 1).astype(np.float32)
+
+
+def write_noise_pngs(folder: Path, count: int, height: int, width: int, seed: int = 0) -> list[Path]:
+    """``count`` 8-bit PNGs of uniform noise, ``noise0.png``, ... in ``folder`` (seeded)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"noise{i}.png"
+        Image.fromarray((rng.random((height, width)) * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths

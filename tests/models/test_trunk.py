@@ -22,6 +22,8 @@ from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint,
 from hnf.train.loop import param_groups, set_trunk_mode
 from hnf.train.probe import fit_logistic
 
+from ..conftest import write_noise_pngs
+
 TINY_TRUNK = {"embed_dim": 48, "num_heads": 2, "readout_heads": 2, "fusion_heads": 2}
 
 
@@ -175,18 +177,11 @@ def test_probe_folds_the_standardised_logistic_regression_into_raw_features(rng)
 
 
 def test_predict_and_explain_a_trunk_checkpoint_on_its_grids(tmp_path: Path) -> None:
-    from PIL import Image
-
     from hnf.data.transforms import normalise
     from hnf.predict import Predictor
 
     checkpoint = _tiny_lite0_checkpoint(tmp_path / "checkpoint", name="hnf_lite0")
-    rng = np.random.default_rng(0)
-    files = []
-    for i in range(2):
-        path = tmp_path / f"image{i}.png"
-        Image.fromarray((rng.random((90, 120)) * 255).astype(np.uint8)).save(path)
-        files.append(path)
+    files = write_noise_pngs(tmp_path, 2, 90, 120)
     predictor = Predictor.from_checkpoint(checkpoint)
     rows = list(predictor.predict_files(files, explain=True))
     assert [row.error for row in rows] == [None, None]

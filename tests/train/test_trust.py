@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from scipy.special import logsumexp
 from typer.testing import CliRunner
 
@@ -33,6 +32,8 @@ from hnf.trust import (
     softmax,
     temperature_nll,
 )
+
+from ..conftest import write_noise_pngs
 
 runner = CliRunner()
 
@@ -172,12 +173,7 @@ def test_training_calibrates_and_fits_the_unknown_input_detector_into_the_checkp
 
 
 def test_the_unknown_flag_fires_on_flat_noise_and_not_on_the_training_classes(trained_run: Path, tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    noise = []
-    for i in range(4):
-        path = tmp_path / f"noise{i}.png"
-        Image.fromarray((rng.random((80, 80)) * 255).astype(np.uint8)).save(path)
-        noise.append(path)
+    noise = write_noise_pngs(tmp_path, 4, 80, 80)
     known = sorted(_write_classes(tmp_path / "known", [0, 1, 2], per_class=4, seed=11).rglob("*.png"))
     predictor = Predictor.from_checkpoint(trained_run)
     rows = {str(r.path): r for r in predictor.predict_files(noise + known)}
