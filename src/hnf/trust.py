@@ -40,9 +40,14 @@ percentile of the validation side's scores, so 95% of validation images are acce
 image is ``unknown`` when its score lies above it. :data:`DEFAULT_OOD_METHOD` names the score the
 flag uses, chosen by measurement (``bench/bench_ood.py``, BENCHMARKS.md "Trust").
 
+**Class features for new classes.** The same pass over the training side keeps, for up to
+:data:`REPLAY_PER_CLASS` training images per class, the vector h(x) the final linear layer reads
+(:func:`final_linear`): a replay bank that lets ``hnf classes add`` fit a new class's row against
+the old classes without their images (:mod:`hnf.classes`).
+
 The fitted values live in the checkpoint: ``temperature`` and ``ood`` (method, thresholds,
-shrinkage) in ``checkpoint.json``, the class means and the precision matrix S^-1 in
-``ood-<sha>.safetensors`` beside it (:func:`save_trust`, :func:`load_trust`). Checkpoints
+shrinkage) in ``checkpoint.json``, the class means, the precision matrix S^-1 and the replay bank
+in ``ood-<sha>.safetensors`` beside it (:func:`save_trust`, :func:`load_trust`). Checkpoints
 without them load with T = 1 and no unknown-input detector (``unknown`` and ``ood_score`` null).
 """
 
@@ -76,6 +81,8 @@ DEFAULT_OOD_METHOD = "mahalanobis"
 T_MIN, T_MAX = 0.05, 20.0
 """Search range of the temperature."""
 OOD_FILE_PREFIX = "ood-"
+REPLAY_PER_CLASS = 64
+"""Training images per class whose classifier input h(x) the checkpoint keeps (:class:`Replay`)."""
 
 
 class TrustError(HnfError, ValueError):
@@ -257,30 +264,97 @@ def logits_and_embedding(model: nn.Module, images: Tensor) -> tuple[Tensor, Tens
                      "with forward_features and forward_head)")
 
 
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The linear layer that makes a model's logits: the last layer of the head of an HNF model
+    (``head[-1]``) and of an HNF-LLM model (``classifier.head[-1]``), a timm model's
+    ``get_classifier()``. Its input is the classifier feature h(x) (B, d_h)."""
+    from hnf.models.hnf import HNF
+    from hnf.models.hnf_llm import HNFLLM
+
+    if isinstance(model, HNFLLM):
+        layer = model.classifier.head[-1]
+    elif isinstance(model, HNF):
+        layer = model.head[-1]
+    elif hasattr(model, "get_classifier"):
+        layer = model.get_classifier()
+    else:
+        layer = None
+    if not isinstance(layer, nn.Linear):
+        raise TrustError(f"{type(model).__name__} has no final linear classifier (found {type(layer).__name__})")
+    return layer
+
+
+def logits_embedding_and_head_input(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`logits_and_embedding` and the final linear layer's input h (B, d_h), one pass."""
+    captured: list[Tensor] = []
+    hook = final_linear(model).register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+    try:
+        logits, embedding = logits_and_embedding(model, images)
+    finally:
+        hook.remove()
+    return logits, embedding, captured[0].flatten(1)
+
+
 @dataclass
 class Collected:
-    """What :func:`collect` returns: logits (N, C), embeddings (N, d), labels (N,), float arrays."""
+    """What :func:`collect` returns: logits (N, C), embeddings (N, d), labels (N,), and with
+    ``head_inputs=True`` the final linear layer's inputs (N, d_h); float arrays."""
 
     logits: np.ndarray
     embeddings: np.ndarray
     labels: np.ndarray
+    head_inputs: np.ndarray | None = None
 
 
 @torch.no_grad()
-def collect(model: nn.Module, loader: Any, device: torch.device, amp_dtype: torch.dtype | None = None) -> Collected:
-    """Logits, embeddings and labels of every image of ``loader`` (model in eval mode)."""
+def collect(model: nn.Module, loader: Any, device: torch.device, amp_dtype: torch.dtype | None = None,
+            head_inputs: bool = False) -> Collected:
+    """Logits, embeddings and labels (and the classifier inputs) of every image of ``loader``
+    (model in eval mode)."""
     model.eval()
-    logits, embeddings, labels = [], [], []
+    logits, embeddings, labels, inputs = [], [], [], []
     for images, targets in loader:
         context = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
         with context:
-            z, e = logits_and_embedding(model, images.to(device, non_blocking=True))
+            if head_inputs:
+                z, e, h = logits_embedding_and_head_input(model, images.to(device, non_blocking=True))
+                inputs.append(h.float().cpu().numpy())
+            else:
+                z, e = logits_and_embedding(model, images.to(device, non_blocking=True))
         logits.append(z.float().cpu().numpy())
         embeddings.append(e.float().cpu().numpy())
         labels.append(np.asarray(targets))
     if not labels:
-        return Collected(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros(0, int))
-    return Collected(np.concatenate(logits), np.concatenate(embeddings), np.concatenate(labels))
+        empty = np.zeros((0, 0), np.float32)
+        return Collected(empty, empty, np.zeros(0, int), empty if head_inputs else None)
+    return Collected(np.concatenate(logits), np.concatenate(embeddings), np.concatenate(labels),
+                     np.concatenate(inputs) if head_inputs else None)
+
+
+@dataclass
+class Replay:
+    """Classifier inputs h (N, d_h) of up to :data:`REPLAY_PER_CLASS` training images per class,
+    with their class indices (N,): what ``hnf classes add`` fits a new class against."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def sample(cls, features: np.ndarray, labels: np.ndarray, per_class: int = REPLAY_PER_CLASS,
+               seed: int = 0) -> Replay:
+        """At most ``per_class`` rows of each class, drawn without replacement (seeded)."""
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(labels, dtype=int)
+        keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                               for c in sorted(set(labels.tolist()))]) if len(labels) else np.zeros(0, int)
+        keep.sort()
+        return cls(np.asarray(features, np.float32)[keep], labels[keep])
+
+    def extended(self, features: np.ndarray, label: int, per_class: int = REPLAY_PER_CLASS) -> Replay:
+        """This bank with up to ``per_class`` rows of ``features`` added as class ``label``."""
+        rows = np.asarray(features, np.float32)[:per_class]
+        return Replay(np.concatenate([self.features, rows]),
+                      np.concatenate([self.labels, np.full(len(rows), label, dtype=self.labels.dtype)]))
 
 
 # -- unknown inputs -------------------------------------------------------------------------------
@@ -370,12 +444,13 @@ class Trust:
     temperature: float = 1.0
     ood: OODStats | None = None
     notes: list[str] = field(default_factory=list)
+    replay: Replay | None = None
 
 
-def save_trust(directory: str | Path, temperature: float, ood: OODStats | None) -> Path:
-    """Record the temperature and detector in a checkpoint folder: the means and precision in
-    ``ood-<sha16>.safetensors``, the rest in ``checkpoint.json`` (both written atomically, the
-    JSON last; a previous detector file is removed after it)."""
+def save_trust(directory: str | Path, temperature: float, ood: OODStats | None, replay: Replay | None = None) -> Path:
+    """Record the temperature and detector in a checkpoint folder: the means, precision and
+    replay bank in ``ood-<sha16>.safetensors``, the rest in ``checkpoint.json`` (both written
+    atomically, the JSON last; a previous detector file is removed after it)."""
     from safetensors.torch import save
 
     from hnf.atomic import atomic_write_bytes, atomic_write_json
@@ -386,8 +461,12 @@ def save_trust(directory: str | Path, temperature: float, ood: OODStats | None) 
     meta.temperature = float(temperature)
     meta.ood = None
     if ood is not None:
-        payload = save({"means": torch.from_numpy(np.ascontiguousarray(ood.means, dtype=np.float32)),
-                        "precision": torch.from_numpy(np.ascontiguousarray(ood.precision, dtype=np.float32))})
+        tensors = {"means": torch.from_numpy(np.ascontiguousarray(ood.means, dtype=np.float32)),
+                   "precision": torch.from_numpy(np.ascontiguousarray(ood.precision, dtype=np.float32))}
+        if replay is not None:
+            tensors["replay_features"] = torch.from_numpy(np.ascontiguousarray(replay.features, dtype=np.float32))
+            tensors["replay_labels"] = torch.from_numpy(np.ascontiguousarray(replay.labels, dtype=np.int64))
+        payload = save(tensors)
         digest = hashlib.sha256(payload).hexdigest()
         name = f"{OOD_FILE_PREFIX}{digest[:16]}.safetensors"
         atomic_write_bytes(directory / name, payload)
@@ -425,7 +504,9 @@ def load_trust(directory: str | Path, meta: Any) -> Trust:
                      {k: float(v) for k, v in record["thresholds"].items()}, record.get("method", DEFAULT_OOD_METHOD),
                      float(record.get("accept", ACCEPT)), int(record.get("train_images", 0)),
                      int(record.get("val_images", 0)))
-    return Trust(temperature, stats)
+    replay = (Replay(tensors["replay_features"].numpy(), tensors["replay_labels"].numpy())
+              if "replay_features" in tensors else None)
+    return Trust(temperature, stats, replay=replay)
 
 
 def fit_run_trust(model: nn.Module, train_dataset: Any, val_loader: Any, device: torch.device,
@@ -434,19 +515,20 @@ def fit_run_trust(model: nn.Module, train_dataset: Any, val_loader: Any, device:
     """At the end of training: the temperature on the validation side, the detector's means
     and covariance on the training side (its images under the validation loader's evaluation
     transform, not augmented) and its thresholds on the validation side; saved into the
-    checkpoint (:func:`save_trust`)."""
+    checkpoint (:func:`save_trust`), with the replay bank of classifier inputs (:class:`Replay`)."""
     from torch.utils.data import DataLoader
 
     plain = copy.copy(train_dataset)  # shares the decoded-image cache; evaluation transform
     plain.transform = val_loader.dataset.transform
-    train = collect(model, DataLoader(plain, batch_size=batch_size), device, amp_dtype)
+    train = collect(model, DataLoader(plain, batch_size=batch_size), device, amp_dtype, head_inputs=True)
     val = collect(model, val_loader, device, amp_dtype)
     trust = Trust(fit_temperature(val.logits, val.labels) if len(val.labels) else 1.0)
     if not len(val.labels):
         trust.notes.append("no validation images: temperature 1, unknown-input thresholds from the training side")
     reference = val if len(val.labels) else train
     trust.ood = fit_ood(train.embeddings, train.labels, reference.embeddings, reference.logits)
-    save_trust(checkpoint_dir, trust.temperature, trust.ood)
+    trust.replay = Replay.sample(train.head_inputs, train.labels)
+    save_trust(checkpoint_dir, trust.temperature, trust.ood, trust.replay)
     say(f"calibration: temperature {trust.temperature:.3f} (validation NLL "
         f"{temperature_nll(val.logits, val.labels, 1.0):.3f} -> {temperature_nll(val.logits, val.labels, trust.temperature):.3f}); "
         f"unknown inputs: {trust.ood.method} threshold {trust.ood.thresholds[trust.ood.method]:.4g} "

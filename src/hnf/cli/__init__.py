@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from hnf.cli.classes_commands import classes_app
 from hnf.cli.data_commands import data_app
 from hnf.cli.demo_command import demo
 from hnf.cli.model_commands import model_app
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Read, inspect and synthesise micrograph datasets.")
 app.add_typer(model_app, name="model", help="Inspect the models: parameters, FLOPs, speed.")
 app.command("train", help="Train a model on a dataset (checkpoints, metrics, curves; --resume).")(train_command)
+app.add_typer(classes_app, name="classes", help="Add classes to a trained checkpoint from a few images.")
 app.command("evaluate", help="Score a checkpoint on a dataset: top-1/5, macro-F1, confusion matrix.")(evaluate_command)
 app.command("cv", help="k-fold cross-validation with mean and spread of each metric.")(cv_command)
 app.command("ablate", help="Train the ablation grid on one split; one table.")(ablate_command)

@@ -140,6 +140,7 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option()] = "auto",
     tta_views: TtaViews = 1,
+    precision: Precision = "auto",
 ) -> None:
     """Top-1, top-5, macro-F1, per-class precision and recall, confusion matrix; expected
     calibration error before and after the checkpoint's temperature and the risk-coverage curve."""
@@ -150,7 +151,7 @@ def evaluate_command(
     if json_path is not None:
         reliability = reliability or json_path.with_name(f"{json_path.stem}.reliability.png")
         risk_coverage = risk_coverage or json_path.with_name(f"{json_path.stem}.risk_coverage.png")
-    metrics, arrays = evaluate_with_predictions(checkpoint, data, split, batch_size, device, tta_views)
+    metrics, arrays = evaluate_with_predictions(checkpoint, data, split, batch_size, device, tta_views, precision)
     for problem in metrics["skipped"]:
         console.print(f"[yellow]skipped:[/yellow] {problem['path']}: {problem['reason']}")
     print_metrics(metrics, f"{checkpoint} on {data}")

@@ -110,6 +110,8 @@ class CheckpointMeta:
     # without them: temperature 1, no detector
     temperature: float = 1.0
     ood: dict[str, Any] | None = None
+    # classes added after training (hnf classes add): name, images, method, descriptions
+    added_classes: list[dict[str, Any]] = field(default_factory=list)
     hnf_version: str = __version__
     format: str = CHECKPOINT_FORMAT
 
@@ -275,9 +277,9 @@ def _read_weights(directory: Path, meta: CheckpointMeta) -> dict[str, torch.Tens
     return weights
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
-    """Rebuild the model of a checkpoint and load its weights; errors name the file and problem."""
-    directory, meta = read_meta(path)
+def build_model_of(directory: Path, meta: CheckpointMeta) -> torch.nn.Module:
+    """The architecture ``meta`` describes (its model, overrides, classes and preprocessing),
+    without weights; the text encoder's definition is read from ``directory``."""
     overrides = dict(meta.model_overrides)
     if overrides.get("text_encoder") == TEXT_ENCODER_DIR:
         overrides["text_encoder"] = str(directory / TEXT_ENCODER_DIR)
@@ -294,6 +296,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     except HnfError as err:
         raise CheckpointError(f"{directory}: cannot rebuild model {meta.model!r} ({err})") from None
+    return model
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Rebuild the model of a checkpoint and load its weights; errors name the file and problem."""
+    directory, meta = read_meta(path)
+    model = build_model_of(directory, meta)
     expected = model.state_dict()
     weights: dict[str, Any] = upgrade_state_dict_keys({**_read_weights(directory, meta), **meta.extra_state}, expected)
     missing = sorted(set(expected) - set(weights))

@@ -172,6 +172,7 @@ def evaluate_with_predictions(
     batch_size: int = 32,
     device: str = "auto",
     views: int = 1,
+    precision: str = "auto",
 ) -> tuple[dict[str, Any], LoaderPredictions]:
     """Score a checkpoint on a dataset, or on the test side of a saved split of it, averaging
     over ``views`` symmetries of each image (:func:`score_predictions`); returns the metrics and
@@ -179,6 +180,7 @@ def evaluate_with_predictions(
 
     Unreadable images are skipped and listed under ``skipped``; classes the checkpoint does not
     know are an error. The probabilities use the checkpoint's temperature (1 where it has none).
+    ``precision``: auto (bf16 where the device runs it natively), bf16 or fp32.
     """
     check_views(views)  # before loading anything
     run_device = pick_device(device)
@@ -201,7 +203,7 @@ def evaluate_with_predictions(
     dataset = MicrographDataset(samples, meta.classes, build_eval_transform(prep.img_size, prep.normalisation, prep.mean, prep.std), crop_band=prep.crop_band, resize=prep.resize,
                                 pixel_size_nm=prep.pixel_size_nm)
     predictions = predict_loader(model, DataLoader(dataset, batch_size=batch_size), run_device,
-                                 autocast_dtype("auto", run_device), views, meta.temperature)
+                                 autocast_dtype(precision, run_device), views, meta.temperature)
     metrics = score_predictions(predictions, meta.classes)
     metrics.update(loss=predictions.loss, checkpoint=str(checkpoint), data=str(data),
                    skipped=[{"path": p.path, "reason": p.reason} for p in report.unreadable])

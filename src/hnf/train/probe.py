@@ -9,7 +9,9 @@ of the centre crops of the training side, standardised, fit a multinomial logist
 with L2 strength 1/C; C is chosen from :data:`C_GRID` by top-1 (then log-loss) on the validation
 side, never the test side. The fitted map is folded into the network's own linear classifier,
 ``W' = W / sigma``, ``b' = b - W' mu``, so the result is an ordinary checkpoint: ``predict``,
-``serve``, ``evaluate`` and ONNX export use it like any other.
+``serve``, ``evaluate`` and ONNX export use it like any other. Like a trained run it is then
+calibrated and given its unknown-input detector (:func:`hnf.trust.fit_run_trust`: temperature on
+the validation side, detector on the training side).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from hnf.train.checkpoint import CheckpointMeta, Preprocessing, save_checkpoint
 from hnf.train.data import prepare_run_data
 from hnf.train.device import autocast_dtype, pick_device
 from hnf.train.evaluate import plot_confusion, predict_loader, score_predictions
+from hnf.trust import fit_run_trust
 
 if TYPE_CHECKING:
     from hnf.train.loop import RunResult
@@ -127,7 +130,9 @@ def fit_linear_probe(config: TrainConfig, say: Callable[..., None] = print) -> R
                           preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band,
                                                       normalisation, config.pixel_size_nm), epoch=1)
     save_checkpoint(run_dir / "checkpoint", model, meta)
-    test = predict_loader(model, loader(run.test), device, amp, config.tta_views)
+    trust = fit_run_trust(model, loader(run.train).dataset, loader(run.val), device, amp, run_dir / "checkpoint",
+                          config.batch_size, say)
+    test = predict_loader(model, loader(run.test), device, amp, config.tta_views, trust.temperature)
     metrics = score_predictions(test, run.classes)
     metrics.update(split="test", test_loss=test.loss, model=config.model, epochs=1, train_seconds=seconds,
                    train_images_per_s=len(train_y) / max(seconds, 1e-9), checkpoint="checkpoint",
