@@ -39,6 +39,18 @@ def test_folder_layout_with_problems_reported(tmp_path: Path) -> None:
     index.require_classes(2)
 
 
+def test_class_folders_that_are_links_keep_paths_under_the_dataset_root(tmp_path: Path) -> None:
+    _write(tmp_path / "elsewhere" / "A" / "a1.png")
+    _write(tmp_path / "elsewhere" / "B" / "b1.png")
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in ("A", "B"):
+        (subset / name).symlink_to(tmp_path / "elsewhere" / name, target_is_directory=True)
+    index = index_dataset(subset)
+    assert [index.relative(s.path) for s in index.samples] == ["A/a1.png", "B/b1.png"]
+    assert all(s.path.is_file() and s.path.is_absolute() for s in index.samples)
+
+
 def test_one_class_folder_is_refused_for_training(tmp_path: Path) -> None:
     _write(tmp_path / "Only" / "x.png")
     index = index_dataset(tmp_path)

@@ -85,11 +85,14 @@ def index_folder(root: Path) -> DatasetIndex:
     samples: list[Sample] = []
     classes: list[str] = []
     problems: list[Problem] = []
+    absolute_root = root.resolve()
     for class_dir in class_dirs:
         found = 0
         for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and _visible(p)):
             if is_image_path(path):
-                samples.append(Sample(path.resolve(), class_dir.name))
+                # under the root as found, links not resolved: a class folder that is a link to
+                # another place (a subset assembled from links) keeps paths relative to the root
+                samples.append(Sample(absolute_root / path.relative_to(root), class_dir.name))
                 found += 1
             else:
                 problems.append(
@@ -102,7 +105,7 @@ def index_folder(root: Path) -> DatasetIndex:
             classes.append(class_dir.name)
         else:
             problems.append(Problem(f"{class_dir.name}/", "class folder has no images; class skipped"))
-    return DatasetIndex(root.resolve(), samples, classes, problems)
+    return DatasetIndex(absolute_root, samples, classes, problems)
 
 
 def index_manifest(manifest: Path) -> DatasetIndex:
