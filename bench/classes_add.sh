@@ -5,6 +5,7 @@
 # (bench/bench_classes_add.py); trains on all of uhcs-3class and scores its unknown-input
 # detector (bench/bench_ood.py), and the demo's model against the real images of ../shared/data.
 # Usage: bench/classes_add.sh [OUT] [STEP ...]   STEP any of synth uhcs_probe uhcs_hnf ood_probe ood_demo ood_hnf
+# (uhcs_hnf and ood_hnf train hnf_llm_lite0, 5 epochs at 224 px: about 25 minutes each on 2 CPU cores)
 # Resumable: a step whose result file exists is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,14 +46,15 @@ for step in $STEPS; do
                 --prepared "$OUT/uhcs-prep" --json "$RES/uhcs_lite0_probe.json" ;;
         uhcs_hnf)
             uhcs_prep
-            train_once "$OUT/uhcs-hnf_lite0" --data "$OUT/uhcs-prep/data" --split "$OUT/uhcs-prep/split_old.json" \
-                --model hnf_lite0 --img-size 224 --epochs 5
-            [[ -f $RES/uhcs_hnf_lite0.json ]] || $PY bench/bench_classes_add.py measure --checkpoint "$OUT/uhcs-hnf_lite0" \
-                --prepared "$OUT/uhcs-prep" --json "$RES/uhcs_hnf_lite0.json" ;;
+            train_once "$OUT/uhcs-hnf_llm_lite0" --data "$OUT/uhcs-prep/data" --split "$OUT/uhcs-prep/split_old.json" \
+                --model hnf_llm_lite0 --img-size 224 --epochs 5
+            [[ -f $RES/uhcs_hnf_llm_lite0.json ]] || $PY bench/bench_classes_add.py measure \
+                --checkpoint "$OUT/uhcs-hnf_llm_lite0" --prepared "$OUT/uhcs-prep" --zero-shot \
+                --json "$RES/uhcs_hnf_llm_lite0.json" ;;
         ood_probe|ood_hnf)
             [[ -d $OUT/synth ]] || $HNF data synth --out "$OUT/synth" --per-class 150 --size 128 --seed 0
             if [[ $step == ood_probe ]]; then run=$OUT/uhcs3-probe; model=(${lite0[@]} --linear-probe); name=uhcs_lite0_probe
-            else run=$OUT/uhcs3-hnf_lite0; model=(--model hnf_lite0 --img-size 224 --epochs 5); name=uhcs_hnf_lite0; fi
+            else run=$OUT/uhcs3-hnf_llm_lite0; model=(--model hnf_llm_lite0 --img-size 224 --epochs 5); name=uhcs_hnf_llm_lite0; fi
             train_once "$run" --data "$DATA/uhcs-3class" --split bench/results/uhcs_cpu_split.json "${model[@]}"
             [[ -f bench/results/ood/$name.json ]] || $PY bench/bench_ood.py --checkpoint "$run" --in "$DATA/uhcs-3class" \
                 --split "$run/split.json" "${unknowns[@]}" --out "$OUT/synth" --json "bench/results/ood/$name.json" ;;
