@@ -161,11 +161,13 @@ def test_trunk_learning_rate_freezing_and_batch_norm() -> None:
     assert lite0.classifier not in trunk_modules(lite0) and lite0.conv_stem in trunk_modules(lite0)
 
 
-def test_probe_folds_the_standardised_logistic_regression_into_raw_features(rng) -> None:
-    centres = rng.normal(0, 3, (3, 6))
-    labels = np.repeat(np.arange(3), 30)
-    features = centres[labels] * rng.uniform(0.5, 20, 6) + rng.normal(0, 1, (90, 6)) + 5
-    weight, bias, record = fit_logistic(features[::2], labels[::2], features[1::2], labels[1::2], 3)
+@pytest.mark.parametrize("classes", [3, 2])
+def test_probe_folds_the_standardised_logistic_regression_into_raw_features(rng, classes: int) -> None:
+    centres = rng.normal(0, 3, (classes, 6))
+    labels = np.repeat(np.arange(classes), 30)
+    features = centres[labels] * rng.uniform(0.5, 20, 6) + rng.normal(0, 1, (30 * classes, 6)) + 5
+    weight, bias, record = fit_logistic(features[::2], labels[::2], features[1::2], labels[1::2], classes)
+    assert weight.shape == (classes, 6) and bias.shape == (classes,)  # two rows for two classes, not sklearn's one
     mu, sigma = features[::2].mean(0), features[::2].std(0) + 1e-6
     reference = LogisticRegression(C=record["chosen_C"], max_iter=2000).fit((features[::2] - mu) / sigma, labels[::2])
     logits = features[1::2] @ weight.T + bias

@@ -79,8 +79,11 @@ def fit_logistic(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     fit = best["fit"]
     if len(fit.classes_) != classes:
         raise HnfError(f"the training side holds {len(fit.classes_)} of {classes} classes; a probe needs all")
-    weight = fit.coef_ / sigma
-    bias = fit.intercept_ - weight @ mu
+    coef, intercept = fit.coef_, fit.intercept_
+    if classes == 2:  # sklearn's binary model is one logit z for class 1: softmax([-z/2, z/2]) = sigmoid(z)
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    weight = coef / sigma
+    bias = intercept - weight @ mu
     record = {"chosen_C": best["C"], "trials": [{k: v for k, v in t.items() if k != "fit"} for t in trials]}
     return weight, bias, record
 
