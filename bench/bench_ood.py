@@ -1,4 +1,4 @@
-"""Unknown-input detection of a trained checkpoint: Mahalanobis against energy (hnf.trust).
+"""Unknown-input detection of a trained checkpoint: Mahalanobis, energy and k-NN (hnf.trust).
 
 Scores every image of the in-distribution folders (``--in``, e.g. the test side of the model's own
 dataset) and of the out-of-distribution folders (``--out``, e.g. another material or optical
@@ -28,14 +28,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from hnf.predict import Predictor, collect_inputs
-from hnf.trust import OOD_METHODS
 
 
 def _scores(predictor: Predictor, paths: list[Path], batch_size: int) -> dict[str, np.ndarray]:
     """Both scores of every readable image in ``paths`` (unreadable ones are skipped)."""
     from hnf.trust import logits_and_embedding
 
-    out: dict[str, list[float]] = {name: [] for name in OOD_METHODS}
+    out: dict[str, list[float]] = {name: [] for name in predictor.trust.ood.methods}
     for start in range(0, len(paths), batch_size):
         prepared = []
         for path in paths[start : start + batch_size]:
@@ -82,13 +81,13 @@ def main(argv: list[str] | None = None) -> dict:
         "checkpoint": str(args.checkpoint), "model": predictor.meta.model, "classes": predictor.classes,
         "temperature": predictor.trust.temperature, "default_method": ood.method, "accept": ood.accept,
         "thresholds": ood.thresholds, "in_distribution": args.inside, "in_images": int(len(inside[ood.method])),
-        "in_flagged": {m: float(np.mean(inside[m] > ood.thresholds[m])) for m in OOD_METHODS},
+        "in_flagged": {m: float(np.mean(inside[m] > ood.thresholds[m])) for m in ood.methods},
         "unknown": {},
     }
     for folder in args.outside:
         outside = _scores(predictor, _files(folder, None), args.batch_size)
         row: dict = {"images": int(len(outside[ood.method]))}
-        for method in OOD_METHODS:
+        for method in ood.methods:
             labels = np.r_[np.zeros(len(inside[method])), np.ones(len(outside[method]))]
             values = np.r_[inside[method], outside[method]]
             row[method] = {"auroc": float(roc_auc_score(labels, values)),

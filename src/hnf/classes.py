@@ -26,8 +26,8 @@ The row comes from one of:
   (W, K x d_h): ``w = t T^T (T T^T + lam_t I)^-1 W``; b the mean old bias.
 
 Each image counts with its 8 dihedral views (a micrograph's class does not change under them,
-:mod:`hnf.tta`). The unknown-input detector gains the new class's mean embedding (same precision
-and thresholds), the replay bank the new features; the temperature stays. The new checkpoint is
+:mod:`hnf.tta`). The unknown-input detector gains the new class's mean embedding and its images
+in the k-NN bank (same precision and thresholds), the replay bank the new features; the temperature stays. The new checkpoint is
 an ordinary one: ``predict``, ``serve``, ``evaluate`` and ``export onnx`` use it as any other.
 """
 
@@ -301,7 +301,9 @@ def add_class(checkpoint: str | Path, name: str, images: Sequence[str | Path], o
     # -- the new checkpoint, written beside ``out`` and moved into place whole
     ood = trust.ood
     if ood is not None and embeddings is not None:
-        ood = replace(ood, means=np.concatenate([ood.means, embeddings.mean(0, keepdim=True).numpy()]).astype(np.float32))
+        unit = torch.nn.functional.normalize(embeddings, dim=1).numpy()
+        ood = replace(ood, means=np.concatenate([ood.means, embeddings.mean(0, keepdim=True).numpy()]).astype(np.float32),
+                      bank=None if ood.bank is None else np.concatenate([ood.bank, unit]).astype(np.float32))
     elif ood is not None:
         ood = None  # a class without images has no mean embedding: the detector would call it unknown
         say("unknown-input detector dropped: the new class has no images to place it")

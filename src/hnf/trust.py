@@ -33,8 +33,11 @@ classifier reads, :func:`logits_and_embedding`); higher means less like the trai
   covariance ``S_hat = 1/N sum_i (e_i - mu_{y_i})(e_i - mu_{y_i})^T`` (a in [0, 1] chosen by the
   Ledoit-Wolf formula, so S stays invertible with fewer images than dimensions).
 * Energy: ``s_E(x) = -logsumexp_c z_c(x)`` of the raw logits (T = 1).
+* k-nearest neighbours (Sun et al., ICML 2022): ``s_K(x) = 1 - cos(e, b_(k))``, b_(k) the k-th
+  most similar of the training embeddings kept in a bank (L2-normalised, at most
+  :data:`KNN_BANK`, seeded), k = :data:`KNN_K` (fixed a priori); no class or covariance model.
 
-Both are fitted at the end of training: the class means and covariance on the training side
+All are fitted at the end of training: the class means, covariance and bank on the training side
 (images under the evaluation transform), the threshold of each score at the ``ACCEPT`` = 95th
 percentile of the validation side's scores, so 95% of validation images are accepted and an
 image is ``unknown`` when its score lies above it. :data:`DEFAULT_OOD_METHOD` names the score the
@@ -75,7 +78,11 @@ COVERAGES = (1.0, 0.95, 0.9, 0.8)
 """Coverages the risk-coverage report lists (``risk_coverage`` in metrics)."""
 ACCEPT = 0.95
 """Share of validation images the unknown-input thresholds accept."""
-OOD_METHODS = ("mahalanobis", "energy")
+OOD_METHODS = ("mahalanobis", "energy", "knn")
+KNN_K = 5
+"""The neighbour whose cosine distance is the k-NN score (fixed before measuring)."""
+KNN_BANK = 2048
+"""At most this many training embeddings in the k-NN bank (a seeded subsample beyond it)."""
 DEFAULT_OOD_METHOD = "mahalanobis"
 """The score behind ``unknown`` (measured against energy: BENCHMARKS.md "Trust")."""
 T_MIN, T_MAX = 0.05, 20.0
@@ -371,7 +378,7 @@ def energy_score(logits: np.ndarray) -> np.ndarray:
 class OODStats:
     """Fitted unknown-input detector (module docstring): class means (K, d) of the classes with
     training images, the precision matrix S^-1 (d, d), the Ledoit-Wolf shrinkage a, the
-    thresholds of both scores and the method the ``unknown`` flag uses."""
+    thresholds of every score, the k-NN bank and the method the ``unknown`` flag uses."""
 
     means: np.ndarray
     precision: np.ndarray
@@ -381,6 +388,23 @@ class OODStats:
     accept: float = ACCEPT
     train_images: int = 0
     val_images: int = 0
+    bank: np.ndarray | None = None  # (M, d) unit-norm training embeddings of the k-NN score
+    knn_k: int = KNN_K
+
+    @property
+    def methods(self) -> list[str]:
+        """The scores this detector computes (``knn`` only with a bank)."""
+        return [m for m in OOD_METHODS if m != "knn" or self.bank is not None]
+
+    def knn(self, embeddings: np.ndarray) -> np.ndarray:
+        """s_K = 1 - cos(e, b_(k)), the k-th largest cosine similarity to the bank, per row."""
+        if self.bank is None:
+            raise TrustError("this detector has no k-NN bank (fitted by an older hnf)")
+        e = np.asarray(embeddings, dtype=np.float64)
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        similarity = e @ self.bank.astype(np.float64).T
+        k = min(self.knn_k, similarity.shape[1])
+        return 1.0 - np.partition(similarity, -k, axis=1)[:, -k]
 
     def mahalanobis(self, embeddings: np.ndarray) -> np.ndarray:
         """s_M = min_c (e - mu_c)^T S^-1 (e - mu_c), per row of ``embeddings`` (N, d)."""
@@ -391,13 +415,17 @@ class OODStats:
         return np.maximum(distances.min(axis=1), 0.0)
 
     def scores(self, embeddings: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
-        """Both scores, ``{"mahalanobis": (N,), "energy": (N,)}``."""
-        return {"mahalanobis": self.mahalanobis(embeddings), "energy": energy_score(logits)}
+        """Every score of :attr:`methods`, ``{"mahalanobis": (N,), "energy": (N,), "knn": (N,)}``."""
+        return {m: self.score(embeddings, logits, m) for m in self.methods}
 
     def score(self, embeddings: np.ndarray, logits: np.ndarray, method: str | None = None) -> np.ndarray:
         """The score of ``method`` (default: the flag's)."""
         method = method or self.method
-        return self.mahalanobis(embeddings) if method == "mahalanobis" else energy_score(logits)
+        if method == "mahalanobis":
+            return self.mahalanobis(embeddings)
+        if method == "knn":
+            return self.knn(embeddings)
+        return energy_score(logits)
 
     def unknown(self, scores: np.ndarray, method: str | None = None) -> np.ndarray:
         """``score > threshold`` of ``method`` (default: the flag's)."""
@@ -424,8 +452,10 @@ def fit_ood(train_embeddings: np.ndarray, train_labels: np.ndarray, val_embeddin
     if not np.trace(covariance) > 0:  # one image per class: no spread to measure; Euclidean distance
         covariance, shrinkage = np.eye(e.shape[1]), 1.0
     precision = np.linalg.pinv(covariance, hermitian=True)
+    keep = np.sort(np.random.default_rng(0).permutation(len(e))[:KNN_BANK])
+    bank = e[keep] / np.maximum(np.linalg.norm(e[keep], axis=1, keepdims=True), 1e-12)
     stats = OODStats(means.astype(np.float32), precision.astype(np.float32), float(shrinkage), {}, method, accept,
-                     len(e), len(val_embeddings))
+                     len(e), len(val_embeddings), bank.astype(np.float32))
     if not len(val_embeddings):
         raise TrustError("the unknown-input thresholds need images to set them on, got none")
     for name, values in stats.scores(val_embeddings, val_logits).items():
@@ -463,6 +493,8 @@ def save_trust(directory: str | Path, temperature: float, ood: OODStats | None, 
     if ood is not None:
         tensors = {"means": torch.from_numpy(np.ascontiguousarray(ood.means, dtype=np.float32)),
                    "precision": torch.from_numpy(np.ascontiguousarray(ood.precision, dtype=np.float32))}
+        if ood.bank is not None:
+            tensors["bank"] = torch.from_numpy(np.ascontiguousarray(ood.bank, dtype=np.float32))
         if replay is not None:
             tensors["replay_features"] = torch.from_numpy(np.ascontiguousarray(replay.features, dtype=np.float32))
             tensors["replay_labels"] = torch.from_numpy(np.ascontiguousarray(replay.labels, dtype=np.int64))
@@ -472,7 +504,7 @@ def save_trust(directory: str | Path, temperature: float, ood: OODStats | None, 
         atomic_write_bytes(directory / name, payload)
         meta.ood = {"file": name, "sha256": digest, "method": ood.method, "thresholds": dict(ood.thresholds),
                     "accept": ood.accept, "shrinkage": ood.shrinkage, "train_images": ood.train_images,
-                    "val_images": ood.val_images}
+                    "val_images": ood.val_images, "knn_k": ood.knn_k}
     atomic_write_json(directory / META_FILE, meta.to_json())
     if old and old != (meta.ood or {}).get("file"):
         (directory / old).unlink(missing_ok=True)
@@ -503,7 +535,8 @@ def load_trust(directory: str | Path, meta: Any) -> Trust:
     stats = OODStats(tensors["means"].numpy(), tensors["precision"].numpy(), float(record.get("shrinkage", 0.0)),
                      {k: float(v) for k, v in record["thresholds"].items()}, record.get("method", DEFAULT_OOD_METHOD),
                      float(record.get("accept", ACCEPT)), int(record.get("train_images", 0)),
-                     int(record.get("val_images", 0)))
+                     int(record.get("val_images", 0)), tensors["bank"].numpy() if "bank" in tensors else None,
+                     int(record.get("knn_k", KNN_K)))
     replay = (Replay(tensors["replay_features"].numpy(), tensors["replay_labels"].numpy())
               if "replay_features" in tensors else None)
     return Trust(temperature, stats, replay=replay)

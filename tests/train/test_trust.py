@@ -114,6 +114,20 @@ def test_mahalanobis_and_energy_equal_their_formulas() -> None:
         assert np.mean(scores > stats.thresholds[name]) == pytest.approx(0.05, abs=0.026)
 
 
+def test_knn_score_is_the_cosine_distance_to_the_kth_neighbour_sklearn_finds() -> None:
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(3)
+    train = rng.normal(0, 1, (80, 8)) + np.repeat(np.eye(8)[:4] * 4, 20, axis=0)
+    val = rng.normal(0, 1, (30, 8)) * 3
+    stats = fit_ood(train, np.repeat(np.arange(4), 20), val, rng.normal(0, 1, (30, 4)))
+    assert stats.methods == ["mahalanobis", "energy", "knn"] and stats.knn_k == 5
+    reference = NearestNeighbors(n_neighbors=5, metric="cosine").fit(train)
+    distances, _ = reference.kneighbors(val)
+    np.testing.assert_allclose(stats.knn(val), distances[:, -1], atol=1e-6)
+    assert np.mean(stats.knn(val) > stats.thresholds["knn"]) == pytest.approx(0.05, abs=0.04)
+
+
 def test_shrinkage_keeps_mahalanobis_finite_with_fewer_images_than_dimensions() -> None:
     rng = np.random.default_rng(1)
     stats = fit_ood(rng.normal(0, 1, (12, 64)), np.repeat([0, 1, 2], 4), rng.normal(0, 1, (6, 64)),
@@ -145,7 +159,7 @@ def test_training_calibrates_and_fits_the_unknown_input_detector_into_the_checkp
     assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["ece_uncalibrated"] <= 1
     assert [r["coverage"] for r in metrics["risk_coverage"]] == [1.0, 0.95, 0.9, 0.8]
     assert (trained_run / "reliability.png").is_file() and (trained_run / "risk_coverage.png").is_file()
-    assert meta["ood"]["method"] == "mahalanobis" and set(meta["ood"]["thresholds"]) == {"mahalanobis", "energy"}
+    assert meta["ood"]["method"] == "mahalanobis" and set(meta["ood"]["thresholds"]) == {"mahalanobis", "energy", "knn"}
     assert (trained_run / "checkpoint" / meta["ood"]["file"]).is_file()
 
 
