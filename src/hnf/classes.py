@@ -216,7 +216,7 @@ def add_class(checkpoint: str | Path, name: str, images: Sequence[str | Path], o
     from hnf.predict import Predictor, collect_inputs, resolve_checkpoint
     from hnf.train.checkpoint import load_checkpoint, save_checkpoint
     from hnf.train.device import pick_device
-    from hnf.trust import OODStats, final_linear, load_trust, save_trust
+    from hnf.trust import final_linear, load_trust, save_trust
 
     name = name.strip()
     if not name:
@@ -315,7 +315,7 @@ def add_class(checkpoint: str | Path, name: str, images: Sequence[str | Path], o
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         save_checkpoint(staging, bigger, new_meta)
-        save_trust(staging, trust.temperature, ood if isinstance(ood, OODStats) else None, replay)
+        save_trust(staging, trust.temperature, ood, replay)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

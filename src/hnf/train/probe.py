@@ -114,14 +114,15 @@ def fit_linear_probe(config: TrainConfig, say: Callable[..., None] = print) -> R
                        f"with {config.model_overrides} is not one (give it weights, e.g. --set weights=...)")
     transform = build_eval_transform(config.img_size, normalisation, mean, std)
 
-    def loader(samples: list) -> DataLoader:
+    def loader(samples: list, cache: bool = False) -> DataLoader:
         dataset = MicrographDataset(samples, run.classes, transform, crop_band=config.crop_band, resize=config.resize,
-                                    pixel_size_nm=config.pixel_size_nm)
+                                    pixel_size_nm=config.pixel_size_nm, cache=cache)
         return DataLoader(dataset, batch_size=config.batch_size)
 
     start = time.perf_counter()
-    train_x, train_y = pooled_features(model, loader(run.train), device, amp)
-    val_x, val_y = pooled_features(model, loader(run.val), device, amp)
+    train_loader, val_loader = loader(run.train, cache=True), loader(run.val, cache=True)  # decoded once, read twice
+    train_x, train_y = pooled_features(model, train_loader, device, amp)
+    val_x, val_y = pooled_features(model, val_loader, device, amp)
     weight, bias, record = fit_logistic(train_x, train_y, val_x, val_y, len(run.classes))
     with torch.no_grad():
         classifier.weight.copy_(torch.as_tensor(weight, dtype=classifier.weight.dtype))
@@ -133,7 +134,7 @@ def fit_linear_probe(config: TrainConfig, say: Callable[..., None] = print) -> R
                           preprocessing=Preprocessing(config.img_size, config.resize, mean, std, 1, config.crop_band,
                                                       normalisation, config.pixel_size_nm), epoch=1)
     save_checkpoint(run_dir / "checkpoint", model, meta)
-    trust = fit_run_trust(model, loader(run.train).dataset, loader(run.val), device, amp, run_dir / "checkpoint",
+    trust = fit_run_trust(model, train_loader.dataset, val_loader, device, amp, run_dir / "checkpoint",
                           config.batch_size, say)
     test = predict_loader(model, loader(run.test), device, amp, config.tta_views, trust.temperature)
     metrics = score_predictions(test, run.classes)
