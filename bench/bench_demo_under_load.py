@@ -40,11 +40,11 @@ def competitor(seconds: float) -> subprocess.Popen:
     return subprocess.Popen(["timeout", f"{seconds:g}", sys.executable, "-c", BUSY_LOOP], env=env)
 
 
-def run_demo(out: Path, minutes: float, per_class: int, load_seconds: float) -> dict:
-    """One ``hnf demo --seed 0`` into ``out``; with ``load_seconds > 0`` a competitor runs for its
+def run_demo(out: Path, minutes: float, per_class: int, load_seconds: float, model: str) -> dict:
+    """One ``hnf demo --seed 0 --model MODEL`` into ``out``; with ``load_seconds > 0`` a competitor runs for its
     first ``load_seconds``. Returns epochs, scores, wall time and the output's last lines."""
     command = [str(HNF), "demo", "--seed", "0", "--out", str(out), "--minutes", f"{minutes:g}",
-               "--per-class", str(per_class)]
+               "--per-class", str(per_class), "--model", model]
     load = os.getloadavg()[0]
     busy = competitor(load_seconds) if load_seconds > 0 else None
     start = time.perf_counter()
@@ -71,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=8.5, help="the demo's --minutes")
     parser.add_argument("--per-class", type=int, default=150, help="the demo's --per-class")
+    parser.add_argument("--model", default="hnf_llm_lite0", help="the demo's --model")
     parser.add_argument("--load-seconds", type=float, default=90.0, help="how long the competitor runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for name, seconds in (("quiet", 0.0), ("loaded", args.load_seconds)):
-            runs[name] = run_demo(Path(tmp) / name, args.minutes, args.per_class, seconds)
+            runs[name] = run_demo(Path(tmp) / name, args.minutes, args.per_class, seconds, args.model)
             print(f"{name}: {runs[name]['epochs']} epochs, top-1 {runs[name]['top1']:.4f}, "
                   f"{runs[name]['wall_s']:.0f} s", flush=True)
     report = {

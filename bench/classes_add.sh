@@ -4,7 +4,7 @@
 # trains on the others, then adds it back with `hnf classes add` from 0/5/10/20 images
 # (bench/bench_classes_add.py); trains on all of uhcs-3class and scores its unknown-input
 # detector (bench/bench_ood.py), and the demo's model against the real images of ../shared/data.
-# Usage: bench/classes_add.sh [OUT] [STEP ...]   STEP any of synth uhcs_probe uhcs_hnf ood_probe ood_demo ood_hnf
+# Usage: bench/classes_add.sh [OUT] [STEP ...]   STEP any of synth uhcs_probe uhcs_hnf ood_probe ood_demo ood_demo_scratch ood_hnf
 # (uhcs_hnf and ood_hnf train hnf_llm_lite0, 5 epochs at 224 px: about 25 minutes each on 2 CPU cores)
 # Resumable: a step whose result file exists is skipped.
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 OUT=${1:-runs/classes}
 shift || true
-STEPS=${*:-synth uhcs_probe ood_probe ood_demo uhcs_hnf ood_hnf}
+STEPS=${*:-synth uhcs_probe ood_probe ood_demo ood_demo_scratch uhcs_hnf ood_hnf}
 HNF=.venv/bin/hnf
 PY=.venv/bin/python
 RES=bench/results/classes
@@ -58,11 +58,13 @@ for step in $STEPS; do
             train_once "$run" --data "$DATA/uhcs-3class" --split bench/results/uhcs_cpu_split.json "${model[@]}"
             [[ -f bench/results/ood/$name.json ]] || $PY bench/bench_ood.py --checkpoint "$run" --in "$DATA/uhcs-3class" \
                 --split "$run/split.json" "${unknowns[@]}" --out "$OUT/synth" --json "bench/results/ood/$name.json" ;;
-        ood_demo)
-            [[ -f $OUT/demo/report/metrics.json ]] || $HNF demo --seed 0 --out "$OUT/demo"
-            [[ -f bench/results/ood/demo_hnf_llm_small.json ]] || $PY bench/bench_ood.py --checkpoint "$OUT/demo/run" \
-                --in "$OUT/demo/synthetic" --split "$OUT/demo/run/split.json" --out "$DATA/uhcs-3class" "${unknowns[@]}" \
-                --out "$DATA/microscope-tiff" --json bench/results/ood/demo_hnf_llm_small.json ;;
+        ood_demo|ood_demo_scratch)  # the demo's default model (hnf_llm_lite0) or its scratch model
+            if [[ $step == ood_demo ]]; then model=hnf_llm_lite0; else model=hnf_llm_small; fi
+            demo=$OUT/demo-$model
+            [[ -f $demo/report/metrics.json ]] || $HNF demo --seed 0 --model "$model" --out "$demo"
+            [[ -f bench/results/ood/demo_$model.json ]] || $PY bench/bench_ood.py --checkpoint "$demo/run" \
+                --in "$demo/synthetic" --split "$demo/run/split.json" --out "$DATA/uhcs-3class" "${unknowns[@]}" \
+                --out "$DATA/microscope-tiff" --json "bench/results/ood/demo_$model.json" ;;
         *) echo "unknown step '$step'" >&2; exit 2 ;;
     esac
 done

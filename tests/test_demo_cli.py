@@ -18,7 +18,7 @@ def test_demo_trains_the_text_fused_model_learns_and_writes_the_report(tmp_path:
     out = tmp_path / "demo"
     result = CliRunner().invoke(
         app, ["demo", "--out", str(out), "--per-class", "16", "--size", "128", "--band-prob", "0.5", "--epochs", "8",
-              "--mlm-epochs", "0", "--precision", "fp32", "--seed", "0"]
+              "--mlm-epochs", "0", "--precision", "fp32", "--seed", "0", "--model", "hnf_llm_small"]
     )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "run" / "config.json").read_text())
@@ -42,3 +42,17 @@ def test_demo_trains_the_text_fused_model_learns_and_writes_the_report(tmp_path:
     assert "band detector against the generator's truth" in result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("demo report: ") and f"top-1 {metrics['top1']:.4f}" in last
+
+
+def test_demo_on_the_trunk_crops_to_a_multiple_of_its_coarsest_stride(tmp_path: Path) -> None:
+    """The default model is HNF on the Lite0 trunk; at the default crop (112 px for scratch
+    models) its stride-32 map would not tile, so the demo takes 128 px: grids 16, 8 and 4."""
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--per-class", "4", "--size", "128", "--epochs", "1", "--mlm-epochs", "0",
+              "--tta-views", "1", "--precision", "fp32", "--seed", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "run" / "config.json").read_text())
+    assert config["model"] == "hnf_llm_lite0" and config["img_size"] == 128
+    assert "trained hnf_llm_lite0 for 1 epochs" in result.output

@@ -90,6 +90,10 @@ def test_hnf_lite0_tokens_are_the_trunks_stride_8_16_32_maps() -> None:
     torch.testing.assert_close(model.trunk.body.blocks[4][0].conv_pw.weight, wheel["blocks.4.0.conv_pw.weight"])
     with pytest.raises(ConfigError, match=r"has feature maps at strides \[2, 4, 8, 16, 32\], not at \[12\]"):
         create_model("hnf_lite0", scales=(12,), img_size=228)
+    with pytest.raises(ConfigError) as caught:
+        create_model("hnf_lite0", img_size=112)
+    assert str(caught.value) == ("img_size 112 is not divisible by the trunk's stride 32 (scales [8, 16, 32]); "
+                                 "use img_size 96 or 128")
 
 
 def _tiny_lite0_checkpoint(directory: Path, name: str = "hnf_llm_lite0") -> Path:

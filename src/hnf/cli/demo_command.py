@@ -4,22 +4,24 @@
 2. inspect them like a real dataset, and check the band detector against the generator's truth;
 3. take the shipped descriptions of the ten classes and adapt the text encoder to them briefly
    (masked-LM; held-out perplexity before and after);
-4. train ``hnf_llm_small`` (held-out test side, validation carved from training);
+4. train ``hnf_llm_lite0``: HNF on the ImageNet EfficientNet-Lite0 trunk shipped in a PyPI wheel
+   (held-out test side, validation carved from training);
 5. write a report folder: metrics, confusion matrix, curves, a sheet of test predictions.
 
-The demo trains at ``--img-size`` 112 with patch sizes (16, 28) and the Euler solver for the
-neural ODE by default, so that it finishes within minutes on two CPU cores; ``--img-size 224``
-with the full (16, 28, 32) pyramid and ``--ode-method rk4`` is the paper's setting (use a GPU).
+The demo trains at 128 px by default (the trunk's stride-8, 16 and 32 maps: grids of 16x16, 8x8
+and 4x4) with the Euler solver for the neural ODE, so that it finishes within minutes on two CPU
+cores. ``--model hnf_llm_small`` trains the model from scratch instead, at 112 px with patch
+sizes (16, 28) (it scores about 92% in the same time, against about 99% on the trunk:
+BENCHMARKS.md); ``--img-size 224`` with ``--ode-method rk4`` is the paper's setting (use a GPU).
 
-The model underfits these images at any length a CPU allows, so the demo trains as long as its
-wall-clock budget (``--minutes``) permits: training gets what is left after generation, inspection
-and the text encoder, less a reserve for the test evaluation, and the run plans its number of
-epochs from its measured pace (at most ``MAX_EPOCHS``; :mod:`hnf.train.budget`: the median of
-recent epochs, re-planned longer or shorter until the final decay phase, so a passing slowdown
-costs only the time it took). A faster machine therefore trains longer and scores higher; the
-epochs taken are printed and saved in the run's ``config.json``, and ``--epochs N`` fixes them
-instead. A run that trained under 70% of the epochs its fastest pace would have fitted ends with
-a note that the machine was busy.
+The demo trains as long as its wall-clock budget (``--minutes``) permits: training gets what is
+left after generation, inspection and the text encoder, less a reserve for the test evaluation,
+and the run plans its number of epochs from its measured pace (at most ``MAX_EPOCHS``;
+:mod:`hnf.train.budget`: the median of recent epochs, re-planned longer or shorter until the
+final decay phase, so a passing slowdown costs only the time it took). A faster machine therefore
+trains longer; the epochs taken are printed and saved in the run's ``config.json``, and
+``--epochs N`` fixes them instead. A run that trained under 70% of the epochs its fastest pace
+would have fitted ends with a note that the machine was busy.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from hnf.train.config import TrainConfig
 
 BAND_TOLERANCE_ROWS = 4
 MAX_EPOCHS = 120
+DEFAULT_IMG_SIZE = 112
 EVALUATION_RESERVE_S = 45.0  # for the test side with eight views, the prediction sheet, start-up
 
 if TYPE_CHECKING:
@@ -69,19 +72,19 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data, the run and the report.")] = Path("hnf-demo"),
     per_class: Annotated[int, typer.Option(help="Synthetic images per class.")] = 150,
     size: Annotated[int, typer.Option(help="Side of the generated images in pixels.")] = 128,
-    img_size: Annotated[int, typer.Option(help="Crop fed to the model (patch sizes that divide it are used).")] = 112,
+    img_size: Annotated[int | None, typer.Option(help="Crop fed to the model (default 112; for a trunk the next multiple of its coarsest stride, 128 for Lite0; patch sizes that divide it are used).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help=f"Training epochs (default: as many as fit --minutes, at most {MAX_EPOCHS}).")] = None,
     minutes: Annotated[float, typer.Option(min=1.0, help="Wall-clock budget of the whole demo, when --epochs is not given.")] = 8.5,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one warm-up epoch, cosine decay).")] = TrainConfig.lr,
     ode_method: Annotated[str, typer.Option(help="Fixed-step ODE solver: euler (one field evaluation a step, the CPU setting) or rk4 (four, the model's default) or midpoint.")] = "euler",
-    model: Annotated[str, typer.Option(help="Model to train.")] = "hnf_llm_small",
+    model: Annotated[str, typer.Option(help="Model to train (hnf_llm_small: from scratch).")] = "hnf_llm_lite0",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     band_prob: Annotated[float, typer.Option(help="Share of images given an information band.")] = 0.3,
     mlm_epochs: Annotated[int, typer.Option(help="Masked-LM epochs adapting the text encoder (0: skip).")] = 1,
     tta_views: TtaViews = 8,
     precision: Precision = "auto",
 ) -> None:
-    """Synthesise micrographs, adapt the text encoder, train hnf_llm_small, evaluate, write a report."""
+    """Synthesise micrographs, adapt the text encoder, train hnf_llm_lite0, evaluate, write a report."""
     from hnf.data.inspect import inspect_dataset, save_report, write_contact_sheet
     from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
 
@@ -108,8 +111,12 @@ def demo(
     write_contact_sheet(report, report_dir / "contact_sheet.png")
 
     overrides: dict = {"ode_method": ode_method}
-    if model not in list_models() or get_config(model).trunk is None:  # a trunk's scales are its feature strides, kept as registered
+    trunk_strides = get_config(model).scales if model in list_models() and get_config(model).trunk else None
+    if trunk_strides is None:
+        img_size = img_size or DEFAULT_IMG_SIZE
         overrides["scales"] = list(scales_for_image(img_size, keep="patches"))  # (16, 28) at 112 px, as measured
+    else:  # a trunk's scales are its feature strides, kept as registered; the crop fits its coarsest
+        img_size = img_size or -(-DEFAULT_IMG_SIZE // max(trunk_strides)) * max(trunk_strides)
     if model.startswith("hnf_llm"):
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
     budget = None if epochs else minutes * 60 - (time.perf_counter() - start) - EVALUATION_RESERVE_S

@@ -129,7 +129,14 @@ class HNFConfig:
         if self.cheb_k < 1 or self.knn < 1:
             problems.append("cheb_k and knn must be >= 1")
         misfits = [patch for patch in self.scales if self.img_size % patch]
-        problems += [f"img_size {self.img_size} is not divisible by patch size {patch}" for patch in misfits]
+        if self.trunk is None:
+            problems += [f"img_size {self.img_size} is not divisible by patch size {patch}" for patch in misfits]
+        elif misfits:
+            stride = max(misfits)
+            lower, upper = self.img_size // stride * stride, -(-self.img_size // stride) * stride
+            sizes = f"{lower} or {upper}" if lower else f"{upper}"
+            problems.append(f"img_size {self.img_size} is not divisible by the trunk's stride {stride} "
+                            f"(scales {list(self.scales)}); use img_size {sizes}")
         if (misfits or off_stride) and self.trunk is None:
             with suppress(ConfigError):
                 keep = ",".join(str(patch) for patch in scales_for_image(self.img_size, self.stem))
