@@ -244,6 +244,19 @@ def test_a_crop_size_that_enlarges_the_images_gets_a_warning_with_a_size_that_do
     assert upsampling_warning(200, 168, 192) is None
     assert upsampling_warning(128, 112, 128) is None  # the demo's images
     assert upsampling_warning(60, 112, 128).endswith("against 112 px)")  # no multiple of 56 fits
+    # a trunk takes multiples of its coarsest stride: the demo's trunk model at 128 px
+    assert upsampling_warning(128, 128, 146, crop_multiple=32).endswith("--img-size 96 keeps them at their own "
+                                                                        "resolution or below")
+
+
+def test_the_crop_multiple_is_the_trunks_coarsest_stride(tmp_path: Path) -> None:
+    from hnf.train.loop import trunk_crop_multiple
+
+    config = TrainConfig(data="d", out=str(tmp_path), model="hnf_llm_lite0")
+    assert trunk_crop_multiple(config) == 32
+    assert trunk_crop_multiple(replace(config, model_overrides={"scales": [8, 16]})) == 16
+    assert trunk_crop_multiple(replace(config, model="hnf_small")) is None
+    assert trunk_crop_multiple(replace(config, model="resnet18")) is None
 
 
 def test_train_warns_when_it_enlarges_the_images(tiny_data: Path, tmp_path: Path) -> None:

@@ -94,18 +94,22 @@ def _keeps_every_design_scale(img_size: int) -> bool:
     return False
 
 
-def upsampling_warning(median_short_side: int, img_size: int, resize: int) -> str | None:
+def upsampling_warning(median_short_side: int, img_size: int, resize: int, crop_multiple: int | None = None) -> str | None:
     """A warning when resizing the images to a short side of ``resize`` before the ``img_size``
     crop enlarges most of them, else None.
 
     Enlarging adds no detail and costs accuracy (neu-surface's 200 px images, BENCHMARKS.md,
-    "neu-surface"). The suggestion is
-    the largest size at which every design patch size scales to whole pixels (a multiple of 56)
-    and whose ``resize_for`` needs no enlarging.
+    "neu-surface"). The suggestion is the largest crop whose ``resize_for`` needs no enlarging and
+    that the model can take: a multiple of ``crop_multiple`` (a trunk's coarsest stride) where
+    given, else one at which every design patch size scales to whole pixels (a multiple of 56).
     """
     if median_short_side >= resize:
         return None
-    fits = [s for s in range(1, img_size) if resize_for(s) <= median_short_side and _keeps_every_design_scale(s)]
+
+    def model_takes(size: int) -> bool:
+        return size % crop_multiple == 0 if crop_multiple else _keeps_every_design_scale(size)
+
+    fits = [s for s in range(1, img_size) if resize_for(s) <= median_short_side and model_takes(s)]
     advice = f"; --img-size {fits[-1]} keeps them at their own resolution or below" if fits else ""
     return (
         f"--img-size {img_size} resizes the images to a short side of {resize} px, but half of them are "
