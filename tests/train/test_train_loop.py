@@ -249,14 +249,13 @@ def test_a_crop_size_that_enlarges_the_images_gets_a_warning_with_a_size_that_do
                                                                         "resolution or below")
 
 
-def test_the_crop_multiple_is_the_trunks_coarsest_stride(tmp_path: Path) -> None:
-    from hnf.train.loop import trunk_crop_multiple
+def test_the_crop_multiple_is_the_trunks_coarsest_stride() -> None:
+    from hnf.models.registry import trunk_crop_multiple
 
-    config = TrainConfig(data="d", out=str(tmp_path), model="hnf_llm_lite0")
-    assert trunk_crop_multiple(config) == 32
-    assert trunk_crop_multiple(replace(config, model_overrides={"scales": [8, 16]})) == 16
-    assert trunk_crop_multiple(replace(config, model="hnf_small")) is None
-    assert trunk_crop_multiple(replace(config, model="resnet18")) is None
+    assert trunk_crop_multiple("hnf_llm_lite0") == 32
+    assert trunk_crop_multiple("hnf_llm_lite0", {"scales": [8, 16]}) == 16
+    assert trunk_crop_multiple("hnf_small") is None
+    assert trunk_crop_multiple("resnet18") is None
 
 
 def test_train_warns_when_it_enlarges_the_images(tiny_data: Path, tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def demo(
     from hnf.data.synth import SYNTH_CLASSES, write_synthetic_dataset
 
     from hnf.models.config import scales_for_image
-    from hnf.models.registry import get_config, list_models
+    from hnf.models.registry import trunk_crop_multiple
     from hnf.train.loop import train
 
     start = time.perf_counter()
@@ -111,12 +111,12 @@ def demo(
     write_contact_sheet(report, report_dir / "contact_sheet.png")
 
     overrides: dict = {"ode_method": ode_method}
-    trunk_strides = get_config(model).scales if model in list_models() and get_config(model).trunk else None
-    if trunk_strides is None:
+    stride = trunk_crop_multiple(model)
+    if stride is None:
         img_size = img_size or DEFAULT_IMG_SIZE
         overrides["scales"] = list(scales_for_image(img_size, keep="patches"))  # (16, 28) at 112 px, as measured
     else:  # a trunk's scales are its feature strides, kept as registered; the crop fits its coarsest
-        img_size = img_size or -(-DEFAULT_IMG_SIZE // max(trunk_strides)) * max(trunk_strides)
+        img_size = img_size or -(-DEFAULT_IMG_SIZE // stride) * stride
     if model.startswith("hnf_llm"):
         overrides.update(_language_branch(out, report_dir, mlm_epochs, seed))
     budget = None if epochs else minutes * 60 - (time.perf_counter() - start) - EVALUATION_RESERVE_S

@@ -92,3 +92,16 @@ def get_config(name: str, **overrides: Any) -> HNFConfig:
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(unknown)} for {name!r}")
     return replace(base, **overrides)
+
+
+def trunk_crop_multiple(name: str, overrides: dict[str, Any] | None = None) -> int | None:
+    """The coarsest stride of registered model ``name``'s trunk with ``overrides`` applied (every
+    crop must be a multiple of it), or None for a model without a trunk (a timm baseline, or an
+    HNF model that makes its own tokens, takes its crop by its patch sizes instead)."""
+    if not is_model(name):
+        return None
+    overrides = overrides or {}
+    registered = get_config(name)
+    if overrides.get("trunk", registered.trunk) is None:
+        return None
+    return max(int(s) for s in overrides.get("scales", registered.scales))

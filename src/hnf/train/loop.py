@@ -45,7 +45,7 @@ from hnf.models.factory import build_classifier, pretrained_architecture, trunk_
 from hnf.models.hnf import HNF
 from hnf.models.hnf_llm import HNFLLM
 from hnf.models.pretrained import grey_normalisation
-from hnf.models.registry import get_config, is_model
+from hnf.models.registry import trunk_crop_multiple
 from hnf.train.budget import EpochBudget, budget_epoch
 from hnf.train.config import TRUNK_BN, TrainConfig
 from hnf.train.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint, load_train_state, save_checkpoint
@@ -117,17 +117,6 @@ def resolve_normalisation(config: TrainConfig) -> tuple[str, float, float]:
     if config.normalisation == "auto":
         return ("fixed" if architecture else "per_image"), mean, std
     return config.normalisation, mean, std
-
-
-def trunk_crop_multiple(config: TrainConfig) -> int | None:
-    """The coarsest stride of an HNF model's trunk (every crop must be a multiple of it), or None
-    for a model without one (a timm baseline takes any crop)."""
-    if not is_model(config.model):
-        return None
-    registered = get_config(config.model)
-    if config.model_overrides.get("trunk", registered.trunk) is None:
-        return None
-    return max(int(s) for s in config.model_overrides.get("scales", registered.scales))
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -332,7 +321,7 @@ def run_data(config: TrainConfig, run_dir: Path, resume: bool, context: DistCont
     for warning in class_count_warnings(run):
         say(f"[yellow]warning:[/yellow] {warning}")
     if (enlarging := upsampling_warning(run.median_short_side, config.img_size, config.resize,
-                                        trunk_crop_multiple(config))) is not None:
+                                        trunk_crop_multiple(config.model, config.model_overrides))) is not None:
         say(f"[yellow]warning:[/yellow] {enlarging}")
     for warning in pixel_size_warnings(run.scales, config.pixel_size_nm, config.resize):
         say(f"[yellow]warning:[/yellow] {warning}")
