@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 5-fold group-aware CV at 224 px of the pretrained models on one real dataset of ../shared/data:
-# the Lite0 linear probe, hnf_llm_lite0, EfficientNet-Lite0 fine-tuned and hnf_lite0, on the same
+# the Lite0 linear probe, hnf_llm_lite0, EfficientNet-Lite0 fine-tuned (its trunk at the full learning
+# rate, the recipe chosen on validation) and hnf_lite0, on the same
 # folds as every other CV row of that dataset (bench/results/<DATASET>_cv5_folds.json; where that
 # file does not exist yet, the probe's run draws the folds, seed 0, and they are saved there).
 # Resumable: rerun the script and finished folds are read, not retrained.
@@ -26,7 +27,9 @@ for model in $MODELS; do
     case $model in
         probe)    $HNF cv "${common[@]}" $(folds_option) "${lite0[@]}" --linear-probe --out "$OUT/${SHORT}_lite0_probe"
                   [[ -f $FOLDS ]] || cp "$OUT/${SHORT}_lite0_probe/folds.json" "$FOLDS" ;;
-        finetune) $HNF cv "${common[@]}" $(folds_option) "${lite0[@]}" --epochs "$EPOCHS" --out "$OUT/${SHORT}_lite0_finetune" ;;
+        finetune) # the recipe chosen on uhcs-3class fold 1's validation side (bench/pretrained_tune.sh)
+                  $HNF cv "${common[@]}" $(folds_option) "${lite0[@]}" --epochs "$EPOCHS" --trunk-lr-factor 1.0 \
+                      --out "$OUT/${SHORT}_lite0_finetune" ;;
         hnf_llm_lite0|hnf_lite0)
                   $HNF cv "${common[@]}" $(folds_option) --model "$model" --epochs "$EPOCHS" --out "$OUT/${SHORT}_$model" ;;
         *) echo "unknown model '$model': expected probe, hnf_llm_lite0, finetune or hnf_lite0" >&2; exit 2 ;;
